@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One-shot set-up for a fresh machine: system libraries for offscreen rendering, a virtualenv in
+# .venv, and world_monitor installed into it (editable, with the test extras).
+#
+#   bash scripts/setup.sh            # then: .venv/bin/world-monitor --help
+#
+# Environment knobs:
+#   PYTHON=python3.11          interpreter to build the venv with (3.10-3.12)
+#   VENV=.venv                 where to create it
+#   WM_SKIP_APT=1              never call apt-get (install the Mesa libraries yourself)
+# torch is pinned to 2.13.0. On a machine where pip would pick a CUDA build, install the CPU build
+# first (e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu) or use the gpu extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-}
+VENV=${VENV:-.venv}
+
+have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+
+# 1. Offscreen OpenGL for MuJoCo on a CPU (Mesa llvmpipe through EGL, OSMesa as fallback).
+if ! { have_lib libEGL.so.1 && have_lib libOSMesa.so && have_lib libGL.so.1; }; then
+  if [ "${WM_SKIP_APT:-0}" = 1 ]; then
+    echo "setup: Mesa EGL/OSMesa libraries missing and WM_SKIP_APT=1; install libosmesa6 libegl1 libgl1 libegl-mesa0 libgles2" >&2
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Mesa libraries for offscreen rendering (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libosmesa6 libegl1 libgl1 libegl-mesa0 libgles2 >/dev/null
+  else
+    echo "setup: please install the Mesa libraries first: sudo apt-get install libosmesa6 libegl1 libgl1 libegl-mesa0 libgles2" >&2
+    exit 1
+  fi
+fi
+
+# 2. A virtualenv with a supported Python.
+if [ -z "$PYTHON" ]; then
+  for cand in python3.11 python3.12 python3.10 python3; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))'; then
+      PYTHON=$cand; break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || { echo "setup: need Python 3.10-3.12" >&2; exit 1; }
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+# torch first and alone, so nothing else can choose a different build.
+"$VENV/bin/python" -m pip install -q "torch==2.13.0"
+"$VENV/bin/python" -m pip install -q -e ".[test]"
+"$VENV/bin/python" -c "import world_monitor, torch; print('setup: world_monitor', world_monitor.__version__, 'torch', torch.__version__)"

@@ -1,0 +1,84 @@
+"""world_monitor: runtime safety monitor for robot policies (ament_python + pip installable).
+
+The same setup.py serves `colcon build` on a ROS 2 install (data_files place launch/ and config/
+in share/world_monitor) and a plain `pip install -e .` on a machine without ROS. rclpy and the
+message packages are ROS exec_depends (package.xml), never pip requirements.
+"""
+
+from __future__ import annotations
+
+from glob import glob
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "world_monitor"
+HERE = Path(__file__).parent
+
+
+def _tree(src: str) -> list[tuple[str, list[str]]]:
+    """data_files entries that copy the folder `src` into share/world_monitor/src, keeping its layout."""
+    entries: dict[str, list[str]] = {}
+    for path in sorted(glob(f"{src}/**/*", recursive=True)):
+        if Path(path).is_file():
+            dest = str(Path("share") / PACKAGE / Path(path).parent)
+            entries.setdefault(dest, []).append(path)
+    return sorted(entries.items())
+
+
+# torch stays the 2.13.0 CPU build on CPU machines: every other requirement admits it, so pip
+# never pulls a CUDA build as a side effect.
+CORE = [
+    "numpy>=1.26,<3",
+    "torch==2.13.0",
+    "diffusers>=0.42,<0.43",
+    "hydra-core>=1.3.2,<1.4",
+    "omegaconf>=2.3,<2.4",
+    "safetensors>=0.6,<0.9",
+    "rosbags>=0.11.9,<0.12",
+    "onnx>=1.19,<1.24",
+    "onnxruntime>=1.22,<1.32",
+    "onnxscript>=0.5,<0.8",
+    "tqdm>=4.66,<5",
+    "rich>=13,<16",
+    "matplotlib>=3.8,<3.12",
+    "pillow>=10,<14",
+    "scipy>=1.12,<1.18",
+    "scikit-learn>=1.4,<1.10",
+    "mujoco>=3.3,<4.1",
+]
+EXTRAS = {
+    "gpu": ["onnxruntime-gpu>=1.22,<1.32", "tensorrt>=10,<11"],
+    "test": ["pytest>=8,<10", "ruff>=0.6"],
+}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Runtime safety monitor for robot policies: action-conditioned latent world model "
+    "with C3 calibrated uncertainty, a fail-closed gate, ROS 2 node and rosbag2 replay.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
+    include_package_data=True,
+    package_data={PACKAGE: ["assets/**/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *_tree("launch"),
+        *_tree("config"),
+    ],
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    zip_safe=False,
+    maintainer="world_monitor developers",
+    maintainer_email="dev@world-monitor.local",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "world-monitor = world_monitor.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,346 @@
+"""`world-monitor <command>`: the project's single command-line entry point.
+
+Each sub-command takes its own flags plus any number of hydra overrides (``key=value``, e.g.
+``data=small sim.image_size=128 seed=3``), composed with hydra's compose API (see
+:mod:`world_monitor.config`). Heavy modules are imported inside each command so ``--help`` is
+instant. Errors a user can fix (bad override, missing file, corrupt bag) are printed as one
+clear line with exit code 2, never a traceback; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+LOG = logging.getLogger("world_monitor")
+
+DESCRIPTION = """\
+world_monitor: a runtime safety monitor for robot policies.
+
+An action-conditioned latent video world model rolls forward over the action chunk a policy is
+about to execute; C3 calibrated uncertainty turns its predictions into a risk, a localised alert
+and a gate (PROCEED / SLOW / STOP). This tool generates simulated data, converts rosbag2
+recordings, and (in later releases) trains, calibrates, exports and replays the monitor.
+"""
+
+EPILOG = """\
+hydra overrides: every command accepts trailing key=value overrides of the config tree
+(config/ in the source tree), e.g.  world-monitor simulate data=small sim.image_size=128 seed=1
+Run 'world-monitor COMMAND --help' for a command's flags.
+"""
+
+
+class UserError(RuntimeError):
+    """An error caused by the user's input, reported as one line without a traceback."""
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="hydra config overrides, e.g. data=small sim.image_size=128 seed=3",
+    )
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from world_monitor.config import load_config, save_resolved
+    from world_monitor.data.generate import generate_dataset, print_summary
+
+    cfg = load_config(args.overrides)
+    root = Path(args.out or cfg.data.root)
+    result = generate_dataset(cfg, root, workers=args.workers, progress=not args.no_progress)
+    save_resolved(cfg, root, name="simulate_config.yaml")
+    print_summary(result)
+    if args.preview:
+        from world_monitor.data.generate import write_dataset_preview
+
+        path = write_dataset_preview(root, Path(args.preview))
+        print(f"preview: {path}")
+    return 0
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from world_monitor.config import load_config
+    from world_monitor.data.generate import write_scenario_preview
+
+    cfg = load_config(args.overrides)
+    path = write_scenario_preview(cfg, Path(args.out), onset=args.onset, seed=args.seed)
+    print(f"preview: {path}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from world_monitor.data.inspect import format_report, inspect_path
+
+    report = inspect_path(Path(args.path))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(format_report(report))
+    rejected = int(report.get("rejected_total", 0) or 0)
+    return 1 if (args.strict and rejected) else 0
+
+
+def _cmd_export_bag(args: argparse.Namespace) -> int:
+    from world_monitor.data.bag import export_path
+
+    written = export_path(
+        Path(args.source),
+        Path(args.out),
+        storage=args.storage,
+        image_topic=args.image_topic,
+        action_topic=args.action_topic,
+        frame_id=args.frame_id,
+        split=args.split,
+        shift=args.shift,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {len(written)} bag(s) to {args.out}")
+    for path in written[:10]:
+        print(f"  {path}")
+    if len(written) > 10:
+        print(f"  ... and {len(written) - 10} more")
+    return 0
+
+
+def _cmd_import_bag(args: argparse.Namespace) -> int:
+    from world_monitor.data.bag import import_paths
+
+    summary = import_paths(
+        [Path(p) for p in args.bags],
+        Path(args.out),
+        image_topic=args.image_topic,
+        action_topic=args.action_topic,
+        split=args.split,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(summary, indent=2, default=str))
+    return 0 if summary.get("failed", 0) == 0 else 1
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from world_monitor.config import load_config
+    from world_monitor.training.trainer import train
+
+    cfg = load_config(args.overrides)
+    run_dir = Path(args.out or cfg.run_dir)
+    data = Path(args.data or cfg.data.root)
+    if not (data / "index.json").is_file():
+        raise UserError(
+            f"{data}: not a dataset (no index.json); generate one with 'world-monitor simulate' "
+            "or pass --data DIR"
+        )
+    import shlex
+
+    flags = ["--data", str(data), "--out", str(run_dir)]
+    command = shlex.join(["world-monitor", "train", *flags, *args.overrides])
+    result = train(cfg, run_dir, data_root=data, command=command, progress=not args.no_progress)
+    print(f"run dir: {result.run_dir}")
+    print(f"bundle:  {result.bundle}")
+    print("elapsed: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
+    return 0
+
+
+def _cmd_evaluate_model(args: argparse.Namespace) -> int:
+    from world_monitor.training.evaluate import EvalOptions, evaluate_bundle, print_table
+
+    opts = EvalOptions(
+        windows=args.windows,
+        shift_windows=args.shift_windows,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        figures=args.figures,
+        num_threads=args.threads,
+        progress=not args.no_progress,
+    )
+    out = Path(args.out) if args.out else Path(args.bundle) / "evaluation"
+    report = evaluate_bundle(Path(args.bundle), data_root=args.data, out_dir=out, options=opts)
+    print_table(report)
+    print(f"wrote {out / 'evaluation.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree; exposed so tests can check every command's --help."""
+    parser = argparse.ArgumentParser(
+        prog="world-monitor",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "simulate",
+        help="generate a simulated episode dataset (resumable, uses all cores)",
+        description="Simulate the built-in tabletop robot under in-distribution and shifted "
+        "scenarios and write an on-disk dataset with train/val/calib/test splits and a test set "
+        "per shift family. Re-running resumes: finished episodes are kept.",
+        epilog="example: world-monitor simulate data=small --preview preview.png",
+    )
+    p.add_argument("--out", help="dataset directory (default: data.root from the config)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument(
+        "--preview", metavar="PNG", help="also write a preview image, one row per scenario"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_overrides(p)
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "preview",
+        help="render one episode per scenario with its shift mask overlaid (PNG)",
+        description="Simulate one short episode per scenario (in-distribution and every shift "
+        "family at its default severity) and save a grid image with shift masks in red.",
+    )
+    p.add_argument("--out", default="preview.png", help="output PNG (default: preview.png)")
+    p.add_argument("--onset", type=int, default=None, help="mid-episode shift onset frame")
+    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    _add_overrides(p)
+    p.set_defaults(func=_cmd_preview)
+
+    p = sub.add_parser(
+        "inspect",
+        help="summarise a dataset directory or a rosbag2 (and count bad messages)",
+        description="Summarise a dataset (episodes per scenario/split, success rate) or a rosbag2 "
+        "(topics, rates, image size/encoding, action layout) and account for every message as "
+        "usable or rejected with a reason.",
+    )
+    p.add_argument("path", help="dataset directory, rosbag2 directory, or .mcap/.db3 file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any message is rejected")
+    p.set_defaults(func=_cmd_inspect, overrides=[])
+
+    p = sub.add_parser(
+        "export-bag",
+        help="write episodes of a dataset as rosbag2 recordings (MCAP or sqlite3)",
+        description="Export episodes as rosbag2: sensor_msgs/Image (rgb8) camera frames and "
+        "trajectory_msgs/JointTrajectory action chunks, plus episode metadata and shift masks "
+        "so the round trip is lossless. One bag per episode.",
+    )
+    p.add_argument("source", help="dataset directory")
+    p.add_argument("out", help="output directory for the bags")
+    p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    p.add_argument("--image-topic", default="/camera/image_raw")
+    p.add_argument("--action-topic", default="/policy/action_chunk")
+    p.add_argument("--frame-id", default="camera")
+    p.add_argument("--split", default=None, help="only this split (train/val/calib/test)")
+    p.add_argument("--shift", default=None, help="only this shift family ('none' = in-dist.)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many episodes")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_export_bag, overrides=[])
+
+    p = sub.add_parser(
+        "import-bag",
+        help="read rosbag2 recordings into a dataset directory",
+        description="Import rosbag2 recordings (sqlite3 or MCAP; Image or CompressedImage; "
+        "JointTrajectory or Float32MultiArray action chunks) into a dataset, synchronising "
+        "actions to frames by stamp. Topics are auto-detected by type unless given.",
+    )
+    p.add_argument("bags", nargs="+", help="rosbag2 directories or files")
+    p.add_argument("--out", required=True, help="dataset directory to write")
+    p.add_argument("--image-topic", default=None)
+    p.add_argument("--action-topic", default=None)
+    p.add_argument("--split", default="test", help="split to file the episodes under")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_import_bag, overrides=[])
+
+    p = sub.add_parser(
+        "train",
+        help="train VAE -> latent cache -> dynamics + C3 probe and write a monitor bundle",
+        description="Train the world model in stages (VAE on train frames, latent cache, "
+        "dynamics + C3 probe on k+H windows) and write RUN/bundle. Re-running with the same "
+        "--out resumes: finished stages are skipped, the dynamics stage continues from its last "
+        "checkpoint. Groups: model=diffusion|deterministic, train=default|tiny|gpu, data=...",
+        epilog="example: world-monitor train model=diffusion train=default --data datasets/default "
+        "--out runs/default",
+    )
+    p.add_argument("--data", help="dataset directory (default: data.root from the config)")
+    p.add_argument("--out", help="run directory (default: run_dir from the config); reuse to resume")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_overrides(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "evaluate-model",
+        help="calibration (ECE/MCE/Brier/AUROC) and prediction quality of a bundle, ID and per shift",
+        description="Roll the bundle's world model out on held-out in-distribution test windows "
+        "and on each shift family's test episodes (windows after the onset), and report C3 "
+        "calibration (ECE/MCE with 20 bins, Brier, skill, AUROC, correlations) and prediction "
+        "quality (latent L1, PSNR, SSIM) against a copy-last-frame baseline. Writes "
+        "evaluation.json, reliability diagrams and heatmap figures.",
+    )
+    p.add_argument("bundle", help="monitor bundle directory")
+    p.add_argument("--data", help="dataset directory (default: the one the bundle was trained on)")
+    p.add_argument("--out", help="output directory (default: BUNDLE/evaluation)")
+    p.add_argument("--windows", type=int, default=64, help="in-distribution test windows (default 64)")
+    p.add_argument("--shift-windows", type=int, default=32, help="windows per shift family (default 32)")
+    p.add_argument("--stride", type=int, default=2, help="frames between window starts (default 2)")
+    p.add_argument("--batch-size", type=int, default=16, help="windows per rollout batch")
+    p.add_argument("--figures", type=int, default=1, help="heatmap figures per split (default 1)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="window selection and sampling seed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_evaluate_model, overrides=[])
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean 'bad input', reported without a traceback."""
+    from world_monitor.config import ConfigError
+    from world_monitor.data.episode import EpisodeError
+
+    errors: list[type[BaseException]] = [UserError, ConfigError, EpisodeError, FileNotFoundError]
+    for module, name in (
+        ("world_monitor.data.dataset", "DatasetError"),
+        ("world_monitor.data.bag", "BagError"),
+        ("world_monitor.models.bundle", "BundleError"),
+        ("world_monitor.training.checkpoint", "CheckpointError"),
+    ):
+        with contextlib.suppress(ImportError, AttributeError):
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from world_monitor import __version__
+
+        print(f"world-monitor {__version__}")
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        if args.debug:
+            raise
+        print(f"world-monitor {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

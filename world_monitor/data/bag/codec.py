@@ -1,0 +1,276 @@
+"""ROS message <-> numpy conversion for the few message types world_monitor exchanges.
+
+Why separate: export, import and inspection must agree byte-for-byte on how an image or an action
+chunk is encoded, and the same decoders serve the ROS node later. Decoders raise
+:class:`Rejected` with a short machine-readable ``reason`` key (counted by ``inspect``) and a
+human detail; the caller turns it into a :class:`BagError` naming bag, topic and message.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys.store import Typestore
+
+__all__ = [
+    "ACTION_TYPES",
+    "COMPRESSED",
+    "FLOAT_ARRAY",
+    "IMAGE",
+    "IMAGE_TYPES",
+    "META_FORMAT",
+    "STRING",
+    "TRAJECTORY",
+    "Chunk",
+    "Rejected",
+    "decode_chunk",
+    "decode_compressed_image",
+    "decode_image",
+    "decode_mask",
+    "decode_meta",
+    "get_store",
+    "ns_to_time",
+    "time_to_ns",
+]
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
+FLOAT_ARRAY = "std_msgs/msg/Float32MultiArray"
+STRING = "std_msgs/msg/String"
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+ACTION_TYPES = (TRAJECTORY, FLOAT_ARRAY)
+META_FORMAT = "world_monitor.episode_meta"
+
+_STORES = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}
+# encoding -> (channels, channel order to get RGB)
+_ENCODINGS: dict[str, tuple[int, tuple[int, ...]]] = {
+    "rgb8": (3, (0, 1, 2)),
+    "bgr8": (3, (2, 1, 0)),
+    "rgba8": (4, (0, 1, 2)),
+    "bgra8": (4, (2, 1, 0)),
+    "mono8": (1, (0, 0, 0)),
+}
+
+
+class Rejected(Exception):
+    """One message cannot be used; ``reason`` is a stable key, ``detail`` says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@lru_cache(maxsize=4)
+def get_store(distro: str = "jazzy") -> Typestore:
+    """The rosbags typestore of a ROS 2 distro ('humble' or 'jazzy'); standard msgs are equal."""
+    try:
+        return get_typestore(_STORES[distro])
+    except KeyError:
+        raise ValueError(f"distro {distro!r}: expected one of {sorted(_STORES)}") from None
+
+
+def time_to_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_time(store: Typestore, ns: int) -> Any:
+    time_cls = store.types["builtin_interfaces/msg/Time"]
+    return time_cls(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def seconds_to_ns(seconds: float) -> int:
+    return round(float(seconds) * 1e9)
+
+
+# ----------------------------------------------------------------------------------------------
+# images
+# ----------------------------------------------------------------------------------------------
+
+
+def _image_array(
+    msg: Any, allowed: dict[str, tuple[int, tuple[int, ...]]]
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    enc = str(msg.encoding).lower()
+    if enc not in allowed:
+        raise Rejected("bad_encoding", f"encoding {msg.encoding!r} not in {sorted(allowed)}")
+    ch, order = allowed[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise Rejected("bad_size", f"image is {h}x{w}")
+    if step < w * ch:
+        raise Rejected("bad_size", f"step {step} < width {w} x {ch} channels")
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if data.size < step * h:
+        raise Rejected("bad_size", f"{data.size} data bytes < step {step} x height {h}")
+    rows = data[: step * h].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
+    return rows, order
+
+
+def decode_image(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> uint8 [H, W, 3] RGB."""
+    rows, order = _image_array(msg, _ENCODINGS)
+    return np.ascontiguousarray(rows[:, :, list(order)])
+
+
+def decode_mask(msg: Any) -> np.ndarray:
+    """mono8 sensor_msgs/Image -> bool [H, W] (non-zero = shifted pixel)."""
+    rows, _ = _image_array(msg, {"mono8": _ENCODINGS["mono8"]})
+    return rows[:, :, 0] > 0
+
+
+def decode_compressed_image(msg: Any) -> np.ndarray:
+    """sensor_msgs/CompressedImage (any format PIL reads: jpeg, png, ...) -> uint8 [H, W, 3]."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(np.asarray(msg.data, dtype=np.uint8).tobytes())) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except Exception as exc:  # noqa: BLE001 -- PIL raises many types on garbage input
+        raise Rejected(
+            "undecodable", f"format {msg.format!r}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def encode_compressed(rgb: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
+    """uint8 [H, W, 3] -> png/jpeg bytes (PIL)."""
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    im = PILImage.fromarray(np.ascontiguousarray(rgb), mode="RGB")
+    if fmt == "png":
+        im.save(buf, format="PNG")
+    elif fmt in ("jpeg", "jpg"):
+        im.save(buf, format="JPEG", quality=quality)
+    else:
+        raise ValueError(f"compressed format {fmt!r}: expected 'png' or 'jpeg'")
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------
+# action chunks
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Chunk:
+    """A planned action chunk: ``points float32 [H, A]``; ``stamp_ns`` from header or log time."""
+
+    stamp_ns: int
+    points: np.ndarray
+    stamp_source: str  # "header" or "log_time"
+
+
+def _check_points(points: np.ndarray, action_dim: int | None) -> np.ndarray:
+    if points.shape[0] == 0 or points.shape[1] == 0:
+        raise Rejected("empty_chunk", f"chunk has shape {list(points.shape)}")
+    if action_dim is not None and points.shape[1] != action_dim:
+        raise Rejected("wrong_dim", f"action dim {points.shape[1]}, expected {action_dim}")
+    if not np.isfinite(points).all():
+        step = int(np.argwhere(~np.isfinite(points))[0, 0])
+        raise Rejected("non_finite", f"NaN/Inf in chunk point {step}")
+    return points
+
+
+def decode_chunk(msg: Any, msgtype: str, log_ns: int, action_dim: int | None) -> Chunk:
+    """JointTrajectory or Float32MultiArray -> :class:`Chunk`.
+
+    JointTrajectory: one point per future step, values in ``positions``; the header stamp is the
+    chunk's stamp (log time when the header stamp is zero). Float32MultiArray has no header, so
+    its stamp is the bag log time; layout ``dim`` must be [H, A] (or a single dim / no dims,
+    read as one action of that length, or as [-1, action_dim] when ``action_dim`` is known).
+    """
+    if msgtype == TRAJECTORY:
+        stamp = time_to_ns(msg.header.stamp)
+        source = "header"
+        if stamp == 0:
+            stamp, source = log_ns, "log_time"
+        lengths = [len(p.positions) for p in msg.points]
+        if not lengths:
+            raise Rejected("empty_chunk", "JointTrajectory without points")
+        if len(set(lengths)) > 1:
+            raise Rejected("ragged_chunk", f"points have {lengths} positions")
+        if msg.joint_names and len(msg.joint_names) != lengths[0]:
+            raise Rejected(
+                "ragged_chunk",
+                f"{len(msg.joint_names)} joint_names but {lengths[0]} positions",
+            )
+        pts = np.array([np.asarray(p.positions, dtype=np.float64) for p in msg.points])
+        return Chunk(stamp, _check_points(pts.astype(np.float32), action_dim), source)
+    if msgtype == FLOAT_ARRAY:
+        data = np.asarray(msg.data, dtype=np.float32)
+        dims = list(msg.layout.dim)
+        off = int(msg.layout.data_offset)
+        if len(dims) == 2:
+            h, a = int(dims[0].size), int(dims[1].size)
+            if off + h * a > data.size:
+                raise Rejected(
+                    "bad_layout",
+                    f"layout [{h}, {a}] + offset {off} exceeds {data.size} values",
+                )
+            pts = data[off : off + h * a].reshape(h, a)
+        elif len(dims) <= 1:
+            flat = data[off:]
+            if action_dim is not None and len(dims) == 0:
+                if flat.size % action_dim:
+                    raise Rejected(
+                        "wrong_dim",
+                        f"{flat.size} values not a multiple of action dim {action_dim}",
+                    )
+                pts = flat.reshape(-1, action_dim)
+            else:
+                pts = flat.reshape(1, -1)
+        else:
+            raise Rejected("bad_layout", f"layout has {len(dims)} dims, expected [H, A]")
+        return Chunk(log_ns, _check_points(pts.copy(), action_dim), "log_time")
+    raise Rejected("bad_type", f"{msgtype} is not an action chunk type")
+
+
+# ----------------------------------------------------------------------------------------------
+# episode metadata
+# ----------------------------------------------------------------------------------------------
+
+
+def encode_meta(meta: dict[str, Any], stamps: np.ndarray, extra: dict[str, Any]) -> str:
+    """JSON payload of the meta topic: EpisodeMeta fields plus the exact float64 stamps.
+
+    The float stamps are carried because header stamps are integer nanoseconds, and
+    ``round(t * 1e9) / 1e9`` does not always give back the same float (0.30000000000000004).
+    Python's JSON float repr round-trips float64 exactly.
+    """
+    doc = {
+        "format": META_FORMAT,
+        "version": 1,
+        "meta": meta,
+        "stamps": stamps.tolist(),
+        **extra,
+    }
+    return json.dumps(doc, allow_nan=False, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    """numpy scalars/arrays in metadata (e.g. a seed drawn as np.int64) become plain JSON."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def decode_meta(text: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Rejected("bad_meta", f"not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != META_FORMAT or doc.get("version") != 1:
+        raise Rejected("bad_meta", f"not a version-1 {META_FORMAT} document")
+    if not isinstance(doc.get("meta"), dict):
+        raise Rejected("bad_meta", "field 'meta' missing")
+    return doc
