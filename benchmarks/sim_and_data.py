@@ -81,6 +81,29 @@ def _load_bench(root: Path, length: int) -> dict[str, float]:
     return out
 
 
+def _bag_bench(root: Path, out: Path, repeats: int = 5) -> dict[str, float]:
+    """Milliseconds to export / import one episode per storage (median of `repeats`)."""
+    from world_monitor.data import EpisodeDataset
+    from world_monitor.data.bag import export_episode_bag, import_episode_bag
+
+    episode = EpisodeDataset(root)[0]
+    times: dict[str, float] = {}
+    for storage in ("mcap", "sqlite3"):
+        exp, imp = [], []
+        for i in range(repeats):
+            path = out / f"{storage}-{i}"
+            t0 = time.perf_counter()
+            export_episode_bag(episode, path, storage=storage)
+            exp.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            back = import_episode_bag(path)
+            imp.append(time.perf_counter() - t0)
+            assert back.equals(episode), "bag round trip changed the episode"
+        times[f"export {storage}"] = 1e3 * float(np.median(exp))
+        times[f"import {storage}"] = 1e3 * float(np.median(imp))
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -117,6 +140,15 @@ def main() -> int:
         for name, value in loads.items():
             ratio = f"{value / base:.1f}" if "frames/s" not in name else "-"
             print(f"| {name} | {value:,.0f} | {ratio} |")
+
+        bags = _bag_bench(tmp / "many", tmp / "bags")
+        print(
+            f"\n## rosbag2 round trip of one {frames // args.episodes}-frame episode (median of 5)"
+        )
+        print("| step | ms |")
+        print("|---|---|")
+        for name, ms in bags.items():
+            print(f"| {name} | {ms:.1f} |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
