@@ -49,7 +49,7 @@ CORE = [
 ]
 EXTRAS = {
     "gpu": ["onnxruntime-gpu>=1.22,<1.32", "tensorrt>=10,<11"],
-    "test": ["pytest>=8,<10", "ruff>=0.6"],
+    "test": ["pytest>=8,<10", "ruff>=0.6", "setuptools>=64", "wheel"],
 }
 
 setup(
@@ -75,7 +75,6 @@ setup(
     zip_safe=False,
     maintainer="world_monitor developers",
     maintainer_email="dev@world-monitor.local",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "world-monitor = world_monitor.cli:main",

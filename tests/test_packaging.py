@@ -1,0 +1,55 @@
+"""The package is both pip-installable and laid out as an ament_python package for colcon.
+
+colcon is not installable on the development machines, so these tests check what colcon relies
+on: package.xml (format 3, ament_python, the ROS exec_depends), the ament index marker, and a
+built wheel that installs config/, launch/ and package.xml under share/world_monitor.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_package_xml_is_ament_python_format_3() -> None:
+    tree = ET.parse(ROOT / "package.xml").getroot()
+    assert tree.tag == "package" and tree.attrib["format"] == "3"
+    assert tree.findtext("name") == "world_monitor"
+    assert tree.find("export/build_type").text == "ament_python"
+    deps = {e.text for e in tree.findall("exec_depend")}
+    assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "trajectory_msgs",
+            "geometry_msgs", "launch_ros"} <= deps
+    import world_monitor
+
+    assert tree.findtext("version") == world_monitor.__version__
+
+
+def test_ament_resource_marker_exists() -> None:
+    assert (ROOT / "resource" / "world_monitor").is_file()
+
+
+@pytest.mark.slow
+def test_wheel_installs_share_tree(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next(tmp_path.glob("world_monitor-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    data = "world_monitor-0.1.0.data/data/"
+    assert f"{data}share/ament_index/resource_index/packages/world_monitor" in names
+    assert f"{data}share/world_monitor/package.xml" in names
+    assert f"{data}share/world_monitor/config/config.yaml" in names
+    assert f"{data}share/world_monitor/config/sim/default.yaml" in names
+    assert any(n.startswith(f"{data}share/world_monitor/launch/") for n in names)
+    assert "world_monitor/cli.py" in names
+    assert not any(n.startswith("tests/") for n in names)
