@@ -78,6 +78,7 @@ setup(
     entry_points={
         "console_scripts": [
             "world-monitor = world_monitor.cli:main",
+            "world_monitor_node = world_monitor.ros.node:main",
         ],
     },
 )

@@ -162,11 +162,46 @@ def _cmd_evaluate_model(args: argparse.Namespace) -> int:
         figures=args.figures,
         num_threads=args.threads,
         progress=not args.no_progress,
+        mode=args.mode,
+        num_inference_steps=args.steps,
     )
     out = Path(args.out) if args.out else Path(args.bundle) / "evaluation"
     report = evaluate_bundle(Path(args.bundle), data_root=args.data, out_dir=out, options=opts)
     print_table(report)
     print(f"wrote {out / 'evaluation.json'}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from world_monitor.replay import replay_bag
+
+    if not args.bundle:
+        raise UserError("replay needs --bundle (a monitor bundle directory)")
+    result = replay_bag(
+        Path(args.bag),
+        Path(args.out) if args.out else None,
+        bundle=Path(args.bundle),
+        backend=args.backend,
+        image_topic=args.image_topic,
+        action_topic=args.action_topic,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    s = result.summary
+    alerts = s["session"]["alerts"]
+    print(
+        f"replayed {s['messages']['read']} messages ({s['image_topic']}, {s['action_topic']}): "
+        f"{s['session']['counts']['decisions']} decisions, {len(alerts)} alert(s), "
+        f"final lock {'ENGAGED' if s['lock']['final'] else 'open'}"
+    )
+    for alert in alerts[:10]:
+        print(
+            f"  alert {alert['start']:.3f}-{alert['end']:.3f} s {alert['decision']} "
+            f"{','.join(alert['reasons'])} box={alert['box']} onset_step={alert['onset_step']}"
+        )
+    if not s["messages"]["accounted"]:
+        print(f"  accounting problems: {s['messages']['problems']}")
+    print(f"bag: {result.bag_path}\nsummary: {result.summary_path}")
     return 0
 
 
@@ -264,11 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
         "dynamics + C3 probe on k+H windows) and write RUN/bundle. Re-running with the same "
         "--out resumes: finished stages are skipped, the dynamics stage continues from its last "
         "checkpoint. Groups: model=diffusion|deterministic, train=default|tiny|gpu, data=...",
-        epilog="example: world-monitor train model=diffusion train=default --data datasets/default "
-        "--out runs/default",
+        epilog="example: world-monitor train --data datasets/default --out runs/default "
+        "model=diffusion train=default   (flags first, then the hydra overrides)",
     )
     p.add_argument("--data", help="dataset directory (default: data.root from the config)")
-    p.add_argument("--out", help="run directory (default: run_dir from the config); reuse to resume")
+    p.add_argument(
+        "--out", help="run directory (default: run_dir from the config); reuse to resume"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_overrides(p)
     p.set_defaults(func=_cmd_train)
@@ -285,15 +322,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", help="monitor bundle directory")
     p.add_argument("--data", help="dataset directory (default: the one the bundle was trained on)")
     p.add_argument("--out", help="output directory (default: BUNDLE/evaluation)")
-    p.add_argument("--windows", type=int, default=64, help="in-distribution test windows (default 64)")
-    p.add_argument("--shift-windows", type=int, default=32, help="windows per shift family (default 32)")
+    p.add_argument(
+        "--windows", type=int, default=64, help="in-distribution test windows (default 64)"
+    )
+    p.add_argument(
+        "--shift-windows", type=int, default=32, help="windows per shift family (default 32)"
+    )
     p.add_argument("--stride", type=int, default=2, help="frames between window starts (default 2)")
     p.add_argument("--batch-size", type=int, default=16, help="windows per rollout batch")
     p.add_argument("--figures", type=int, default=1, help="heatmap figures per split (default 1)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument(
+        "--mode",
+        choices=["joint", "autoregressive"],
+        default=None,
+        help="override the bundle's generation mode (diffusion bundles only)",
+    )
+    p.add_argument("--steps", type=int, default=None, help="override the DDIM steps")
     p.add_argument("--seed", type=int, default=0, help="window selection and sampling seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_evaluate_model, overrides=[])
+
+    p = sub.add_parser(
+        "replay",
+        help="replay a rosbag2 recording through the monitor (MCAP + JSON summary)",
+        description="Drive the monitor over a rosbag2 recording (sqlite3 or MCAP) in recorded "
+        "time order with the ROS node's semantics and write an MCAP with the input topics plus "
+        "/world_monitor/lock, /world_monitor/risk, /world_monitor/heatmap and /diagnostics, and "
+        "OUT/summary.json (decisions, alerts, latency, an account of every message).",
+        epilog="example: world-monitor replay episode_bag --bundle runs/default/bundle "
+        "--out episode_monitor   then: ros2 bag play episode_monitor",
+    )
+    p.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
+    p.add_argument("--out", default=None, help="output rosbag2 directory (default: BAG_monitor)")
+    p.add_argument("--bundle", default=None, help="monitor bundle directory (required)")
+    p.add_argument("--backend", default=None, help="backend order, e.g. tensorrt,onnxruntime")
+    p.add_argument("--image-topic", default=None, help="default: the only image topic")
+    p.add_argument("--action-topic", default=None, help="default: the only action topic")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_replay, overrides=[])
     return parser
 
 
@@ -308,6 +376,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("world_monitor.data.bag", "BagError"),
         ("world_monitor.models.bundle", "BundleError"),
         ("world_monitor.training.checkpoint", "CheckpointError"),
+        ("world_monitor.training.common", "TrainingError"),
     ):
         with contextlib.suppress(ImportError, AttributeError):
             errors.append(getattr(__import__(module, fromlist=[name]), name))

@@ -1,0 +1,172 @@
+"""MonitorSession: decision policy, fault handling, watchdog, accounting, latency statistics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from world_monitor.runtime.gate import GateConfig
+from world_monitor.runtime.session import (
+    DIAG_ERROR,
+    DIAG_OK,
+    DIAG_STALE,
+    DIAG_WARN,
+    MonitorSession,
+    SessionConfig,
+)
+from world_monitor.runtime.types import Decision, Reason
+
+
+def _load_fakes():
+    path = Path(__file__).resolve().parents[1] / "ros" / "fakes.py"
+    spec = importlib.util.spec_from_file_location("world_monitor_test_fakes", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("world_monitor_test_fakes", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fakes = _load_fakes()
+
+
+def _session(fail: bool = False, **cfg) -> tuple[MonitorSession, object]:
+    mon = fakes.FakeMonitor(fail=fail)
+    gate = GateConfig(slow_threshold=0.5, stop_threshold=0.7, reopen_after=2)
+    return MonitorSession(mon, gate, SessionConfig(**cfg)), mon
+
+
+def _feed(s: MonitorSession, t: float, value: int = 10, with_chunk: bool = True):
+    s.tick(t)
+    s.on_image(fakes.frame(value), t, "rgb8", tag={"stamp": t})
+    if with_chunk:
+        s.on_actions(fakes.chunk(), t)
+    if s.decision_due(t):
+        return s.decide(t)
+    return None
+
+
+def test_boots_closed_and_opens_after_good_decisions():
+    s, mon = _session()
+    assert s.status().decision is Decision.STOP and s.status().lock
+    results = [_feed(s, 0.1 * i) for i in range(5)]
+    assert results[0].error == Reason.no_image_yet.value  # k=2 context frames not there yet
+    assert results[-1].status.decision is Decision.PROCEED and not results[-1].status.lock
+    assert results[-1].tag == {"stamp": 0.4}  # the newest frame's tag travels to the result
+    assert len(mon.calls) == 4
+
+
+def test_one_decision_per_new_chunk_not_per_frame():
+    s, mon = _session()
+    for i in range(6):
+        _feed(s, 0.1 * i, with_chunk=(i % 2 == 0))
+    assert s.summary()["counts"]["decisions"] == 3
+    assert not s.decision_due(1.0)
+
+
+def test_fixed_rate_policy():
+    s, mon = _session(per_chunk=False, decision_rate_hz=5.0)
+    n = 0
+    for i in range(11):  # 1 s at 10 Hz inputs
+        if _feed(s, 0.1 * i) is not None:
+            n += 1
+    assert n == 6  # t = 0, 0.2, ..., 1.0
+
+
+def test_risky_frames_stop_and_report_alert_with_box():
+    s, _ = _session()
+    for i in range(5):
+        _feed(s, 0.1 * i, value=10)
+    r = _feed(s, 0.5, value=250)
+    assert r.status.decision is Decision.STOP and Reason.risk_high in r.status.reasons
+    assert r.assessment.decision is Decision.STOP and r.assessment.box == (0.0, 0.0, 1.0, 1.0)
+    alerts = s.summary()["alerts"]
+    assert len(alerts) == 1 and alerts[0]["start"] == pytest.approx(0.5)
+    assert alerts[0]["box"] == [0.0, 0.0, 1.0, 1.0] and alerts[0]["onset_step"] == 0
+
+
+def test_backend_exception_closes_with_backend_error():
+    s, _ = _session()
+    for i in range(5):
+        _feed(s, 0.1 * i)
+    s.monitor.fail = True
+    r = _feed(s, 0.5)
+    assert r.error == "backend_error" and r.assessment is None
+    assert r.status.decision is Decision.STOP and Reason.backend_error in r.status.reasons
+    assert s.diagnostics()[0] == DIAG_ERROR
+    assert s.summary()["counts"]["backend_errors"] == 1
+
+
+def test_stale_input_via_tick_stops():
+    s, _ = _session()
+    for i in range(5):
+        _feed(s, 0.1 * i)
+    assert s.status().decision is Decision.PROCEED
+    st = s.tick(0.4 + 0.6)  # image_timeout_s defaults to 0.5
+    assert st.decision is Decision.STOP and Reason.stale_image in st.reasons
+    assert s.diagnostics()[0] == DIAG_STALE
+    alerts = s.summary()["alerts"]  # the watchdog alone opens an alert, without a decision
+    assert len(alerts) == 1 and "stale_image" in alerts[0]["reasons"]
+    assert alerts[0]["n_decisions"] == 0 and alerts[0]["start"] == pytest.approx(1.0)
+
+
+def test_bad_inputs_are_counted_and_close_the_gate():
+    s, _ = _session()
+    for i in range(5):
+        _feed(s, 0.1 * i)
+    st = s.on_actions(fakes.chunk(dim=3), 0.5)
+    assert st.decision is Decision.STOP and Reason.invalid_actions in st.reasons
+    st = s.on_image(fakes.frame(10), 0.3)  # older than the previous frame
+    assert Reason.out_of_order_stamp in st.reasons
+    st = s.reject_input("image", Reason.invalid_image, "16UC1 not supported", 0.5)
+    assert Reason.invalid_image in st.reasons
+    acc = s.summary()["accounting"]
+    assert acc["actions"]["rejected"] == {"invalid_actions": 1}
+    assert acc["image"]["rejected"] == {"out_of_order_stamp": 1, "invalid_image": 1}
+
+
+def test_accounting_adds_up():
+    s, _ = _session()
+    for i in range(7):
+        _feed(s, 0.1 * i, with_chunk=(i != 3))
+    s.on_actions(fakes.chunk(horizon=2), 0.8)
+    summary = s.summary()
+    assert summary["accounting_problems"] == []
+    img, act = summary["accounting"]["image"], summary["accounting"]["actions"]
+    assert img["offered"] == 7 and act["offered"] == 7
+    assert img["offered"] == img["accepted"] + img["rejected_total"]
+    assert img["accepted"] == img["used"] + img["superseded"] + img["pending"]
+    assert act["rejected_total"] == 1
+
+
+def test_latency_stats_and_json_summary():
+    s, _ = _session()
+    for i in range(6):
+        _feed(s, 0.1 * i)
+    lat = s.latency()
+    assert set(lat) == {"encode", "rollout"}
+    assert lat["encode"]["p50"] == 1.0 and lat["encode"]["p95"] == 1.0 and lat["encode"]["n"] == 5
+    text = json.dumps(s.summary(), allow_nan=False)
+    assert json.loads(text)["final_status"]["decision"] == "PROCEED"
+    assert s.diagnostics()[0] == DIAG_OK
+
+
+def test_shadow_mode_reports_but_never_locks():
+    mon = fakes.FakeMonitor()
+    gate = GateConfig(slow_threshold=0.5, stop_threshold=0.7, shadow=True)
+    s = MonitorSession(mon, gate)
+    for i in range(4):
+        _feed(s, 0.1 * i, value=250)
+    st = s.status()
+    assert st.decision is Decision.STOP and not st.lock
+    assert s.diagnostics()[0] == DIAG_WARN
+
+
+def test_invalid_policy_rejected():
+    with pytest.raises(ValueError):
+        SessionConfig(per_chunk=False, decision_rate_hz=0.0)
+    with pytest.raises(ValueError):
+        SessionConfig(decision_rate_hz=-1.0)

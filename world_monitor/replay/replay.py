@@ -1,0 +1,510 @@
+"""Offline replay of a rosbag2 recording through the monitor, with the node's semantics.
+
+Why: a recorded episode has to tell you what the live node *would* have done -- where the lock
+would have engaged, why, and with what latency -- and show it in Foxglove next to the camera.
+So replay drives the same :class:`~world_monitor.runtime.session.MonitorSession` as the node,
+in recorded time order, streaming (one message in memory at a time), and writes:
+
+* ``OUT/`` -- a rosbag2 directory with one MCAP file: the input topics copied verbatim plus
+  ``/world_monitor/lock`` (std_msgs/Bool, heartbeat + on every decision), ``/world_monitor/risk``
+  (std_msgs/Float32), ``/world_monitor/heatmap`` (sensor_msgs/Image rgb8, the camera's header)
+  and ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), all at recorded log times, so it
+  plays with ``ros2 bag play OUT`` and opens in Foxglove;
+* ``OUT/summary.json`` -- decisions, alerts (box, onset), latency statistics and an account of
+  every message: used / superseded / rejected with a reason, extra topics ignored and counted.
+
+Semantics vs the live node (the differences are deliberate and the only ones):
+
+* **Clock**: the recorded log time is the clock. The heartbeat (lock + watchdog tick) and
+  diagnostics run at their configured rates on that clock, phase-locked to the first message.
+* **Decisions are synchronous**: a decision completes at the log time of the message that
+  triggered it, so inference takes no recorded time, no decision is ever skipped or delayed for
+  being slow, and ``backend_timeout`` cannot fire from slow inference (it still fires when the
+  bag has no decisions for ``decision_timeout_s``). In the node inference takes real time and a
+  chunk arriving while the worker is busy replaces the pending one (counted as superseded).
+* **Transport**: no message is lost to QoS; the order is the recorded order (log time). Header
+  stamps are still checked per stream (out-of-order stamps are rejected and close the gate).
+* **Determinism**: same bag + same monitor -> identical summary and identical MCAP messages.
+  The only values measured on the wall clock are the monitor's own ``latency_ms``; a
+  deterministic monitor makes the whole output byte-identical.
+
+Bad bags: an unreadable / truncated bag, or one without usable image/action topics, raises
+:class:`~world_monitor.data.bag.BagError` (no output is left behind). Bad *messages* (wrong
+encoding, wrong action dimension or horizon, out-of-order stamps, undecodable data) are
+counted per reason and close the gate exactly as they would in the node.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rosbags.rosbag2 import StoragePlugin, Writer
+from tqdm.auto import tqdm
+
+from world_monitor.data.bag.codec import IMAGE, get_store
+from world_monitor.data.bag.errors import BagError
+from world_monitor.data.bag.export import _rename_storage
+from world_monitor.data.bag.scan import open_reader, pick_topics, topic_table
+from world_monitor.ros.convert import (
+    BOOL,
+    DIAG_ARRAY,
+    FLOAT32,
+    ConversionError,
+    actions_from_msg,
+    bool_msg,
+    diagnostic_array_msg,
+    float32_msg,
+    header_msg,
+    heatmap_rgb,
+    image_from_msg,
+    image_msg,
+    rosbags_factory,
+    stamp_of,
+)
+from world_monitor.runtime.inputs import ACTIONS
+from world_monitor.runtime.inputs import IMAGE as IMAGE_STREAM
+from world_monitor.runtime.protocol import MonitorLike
+from world_monitor.runtime.session import (
+    DecisionResult,
+    MonitorSession,
+    SessionConfig,
+    gate_config_for,
+)
+from world_monitor.runtime.types import Reason
+
+__all__ = [
+    "DIAGNOSTICS_TOPIC",
+    "HEATMAP_TOPIC",
+    "LOCK_TOPIC",
+    "MONITOR_TOPICS",
+    "RISK_TOPIC",
+    "ReplayResult",
+    "replay_bag",
+]
+
+logger = logging.getLogger(__name__)
+
+LOCK_TOPIC = "/world_monitor/lock"
+RISK_TOPIC = "/world_monitor/risk"
+HEATMAP_TOPIC = "/world_monitor/heatmap"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+MONITOR_TOPICS: dict[str, str] = {
+    LOCK_TOPIC: BOOL,
+    RISK_TOPIC: FLOAT32,
+    HEATMAP_TOPIC: IMAGE,
+    DIAGNOSTICS_TOPIC: DIAG_ARRAY,
+}
+DIAG_NAME = "world_monitor: gate"
+SEMANTICS = (
+    "recorded log time is the clock; heartbeat and diagnostics run at their rates on it; "
+    "decisions are synchronous (complete at the triggering message's log time, never skipped)"
+)
+
+
+@dataclass
+class ReplayResult:
+    """What :func:`replay_bag` produced: the summary and where the outputs are."""
+
+    summary: dict[str, Any]
+    bag_path: Path | None
+    summary_path: Path | None
+
+
+def _default_out(bag: Path) -> Path:
+    base = bag.parent / (bag.stem if bag.is_file() else bag.name)
+    return base.with_name(base.name + "_monitor")
+
+
+def _load_monitor(bundle: str | Path | None, backend: str | None) -> MonitorLike:
+    if bundle is None:
+        raise ValueError("replay needs a monitor: pass bundle=... (or monitor=... in tests)")
+    from world_monitor.runtime.monitor import load_monitor  # lazy: torch/onnx only when needed
+
+    return load_monitor(bundle, backend)
+
+
+def replay_bag(
+    bag: str | Path,
+    out: str | Path | None = None,
+    *,
+    monitor: MonitorLike | None = None,
+    bundle: str | Path | None = None,
+    backend: str | None = None,
+    image_topic: str | None = None,
+    action_topic: str | None = None,
+    gate_overrides: Mapping[str, Any] | None = None,
+    session_config: SessionConfig | None = None,
+    heartbeat_rate_hz: float = 10.0,
+    diagnostics_rate_hz: float = 1.0,
+    distro: str = "jazzy",
+    write_bag: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ReplayResult:
+    """Replay ``bag`` (rosbag2 directory or a bare .mcap/.db3) through a monitor.
+
+    Args:
+        bag: the recording.
+        out: output rosbag2 directory (default ``<bag>_monitor`` next to the bag); the summary
+            is written to ``out/summary.json``.
+        monitor: a ready :class:`MonitorLike` (tests inject a fake); otherwise one is loaded
+            with ``world_monitor.runtime.monitor.load_monitor(bundle, backend)``.
+        image_topic, action_topic: default: the only (or default-named) topic of the type.
+        gate_overrides: GateConfig fields overriding the bundle's calibration.
+        session_config: decision policy (default: one decision per chunk).
+        heartbeat_rate_hz: lock heartbeat + watchdog rate on the recorded clock.
+        diagnostics_rate_hz: ``/diagnostics`` rate on the recorded clock.
+        write_bag: ``False`` only computes the summary (nothing written).
+        overwrite: replace an existing ``out``.
+
+    Raises:
+        BagError: unreadable or truncated bag, missing/ambiguous topics, output exists.
+    """
+    path = Path(bag)
+    for name, rate in (
+        ("heartbeat_rate_hz", heartbeat_rate_hz),
+        ("diagnostics", diagnostics_rate_hz),
+    ):
+        if not rate > 0:
+            raise ValueError(f"{name} must be > 0, got {rate}")
+    out_path = Path(out) if out is not None else _default_out(path)
+    if write_bag and out_path.exists() and not overwrite:
+        raise BagError(out_path, "output exists already (pass overwrite to replace it)")
+    reader = open_reader(path)
+    try:
+        topics = topic_table(reader)
+        # a topic declared in the metadata but without messages is as good as missing
+        nonempty = {t: v for t, v in topics.items() if v[1] > 0}
+        img_topic, act_topic = pick_topics(path, nonempty, image_topic, action_topic)
+        if monitor is None:
+            monitor = _load_monitor(bundle, backend)
+        session = MonitorSession(
+            monitor,
+            gate_config_for(monitor, **dict(gate_overrides or {})),
+            session_config or SessionConfig(keep_decisions=True, measure_wall_time=False),
+        )
+        run = _Replay(
+            path,
+            reader,
+            topics,
+            img_topic,
+            act_topic,
+            session,
+            distro,
+            int(round(1e9 / heartbeat_rate_hz)),
+            int(round(1e9 / diagnostics_rate_hz)),
+        )
+        tmp = out_path.with_name(out_path.name + ".partial")
+        if write_bag:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if write_bag:
+                with Writer(tmp, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+                    run.run(writer, progress)
+            else:
+                run.run(None, progress)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        try:
+            reader.close()
+        except Exception:  # noqa: BLE001 -- closing a corrupt bag may fail too
+            logger.debug("closing %s failed", path, exc_info=True)
+    summary = run.summary()
+    summary_path = None
+    if write_bag:
+        if out_path.exists():
+            shutil.rmtree(out_path)
+        _rename_storage(tmp, out_path)
+        summary_path = out_path / "summary.json"
+        summary["output"]["bag"] = str(out_path)
+        summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        logger.info("replay of %s written to %s", path, out_path)
+    return ReplayResult(summary, out_path if write_bag else None, summary_path)
+
+
+class _Replay:
+    """The streaming loop (one instance per replay)."""
+
+    def __init__(
+        self,
+        path: Path,
+        reader: Any,
+        topics: dict[str, tuple[str, int]],
+        img_topic: str,
+        act_topic: str,
+        session: MonitorSession,
+        distro: str,
+        heartbeat_ns: int,
+        diagnostics_ns: int,
+    ) -> None:
+        self.path = path
+        self.reader = reader
+        self.topics = topics
+        self.img_topic = img_topic
+        self.act_topic = act_topic
+        self.session = session
+        self.store = get_store(distro)
+        self.factory = rosbags_factory(self.store)
+        self.heartbeat_ns = heartbeat_ns
+        self.diagnostics_ns = diagnostics_ns
+        self.writer: Any = None
+        self.out_conns: dict[str, Any] = {}
+        self.written: Counter[str] = Counter()
+        self.not_copied: Counter[str] = Counter()
+        self.by_topic: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()
+        self.rejections: dict[str, Counter[str]] = {IMAGE_STREAM: Counter(), ACTIONS: Counter()}
+        self.examples: dict[str, dict[str, str]] = {IMAGE_STREAM: {}, ACTIONS: {}}
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self.next_hb: int | None = None
+        self.next_diag: int | None = None
+        self.n_read = 0
+        self.lock_log: list[tuple[float, bool]] = []
+
+    # ---- output ---------------------------------------------------------------------------
+
+    def _open_outputs(self, writer: Any) -> None:
+        self.writer = writer
+        if writer is None:
+            return
+        for conn in self.reader.connections:
+            if conn.topic in self.out_conns or conn.topic in MONITOR_TOPICS:
+                continue
+            if conn.msgtype not in self.store.types:
+                continue  # a custom type we have no definition for: counted as not copied
+            self.out_conns[conn.topic] = writer.add_connection(
+                conn.topic, conn.msgtype, typestore=self.store
+            )
+        for topic, msgtype in MONITOR_TOPICS.items():
+            self.out_conns[topic] = writer.add_connection(topic, msgtype, typestore=self.store)
+
+    def _write(self, topic: str, msgtype: str, msg: Any, log_ns: int) -> None:
+        self.written[topic] += 1
+        if self.writer is not None:
+            self.writer.write(self.out_conns[topic], log_ns, self.store.serialize_cdr(msg, msgtype))
+
+    def _copy(self, conn: Any, log_ns: int, raw: bytes) -> None:
+        c = self.out_conns.get(conn.topic) if conn.topic not in MONITOR_TOPICS else None
+        if c is None:
+            self.not_copied[conn.topic] += 1
+            return
+        self.written[conn.topic] += 1
+        if self.writer is not None:
+            self.writer.write(c, log_ns, raw)
+
+    def _publish_lock(self, lock: bool, log_ns: int) -> None:
+        self._write(LOCK_TOPIC, BOOL, bool_msg(self.factory, lock), log_ns)
+        self.lock_log.append((log_ns * 1e-9, bool(lock)))
+
+    def _publish_diagnostics(self, log_ns: int) -> None:
+        level, message, values = self.session.diagnostics()
+        msg = diagnostic_array_msg(
+            self.factory,
+            header_msg(self.factory, log_ns * 1e-9),
+            [(level, DIAG_NAME, message, "world_monitor", values)],
+        )
+        self._write(DIAGNOSTICS_TOPIC, DIAG_ARRAY, msg, log_ns)
+
+    def _publish_decision(self, res: DecisionResult, log_ns: int) -> None:
+        a = res.assessment
+        if a is not None and a.risk is not None:
+            self._write(RISK_TOPIC, FLOAT32, float32_msg(self.factory, float(a.risk)), log_ns)
+        if a is not None and a.confidence_map is not None and res.image_hw is not None:
+            try:
+                rgb = heatmap_rgb(a.confidence_map, res.image_hw)
+                header = res.tag if res.tag is not None else header_msg(self.factory, a.stamp)
+                self._write(HEATMAP_TOPIC, IMAGE, image_msg(self.factory, rgb, header), log_ns)
+            except Exception as exc:  # noqa: BLE001 -- a bad map must not stop the replay
+                logger.warning("heatmap at %.3f failed: %s", a.stamp, exc)
+        self._publish_lock(res.status.lock, log_ns)  # publish on change too, like the node
+
+    # ---- clock ----------------------------------------------------------------------------
+
+    def _advance_to(self, log_ns: int) -> None:
+        """Run the heartbeat and diagnostics timers up to and including ``log_ns``."""
+        if self.first_ns is None:
+            self.first_ns = self.next_hb = self.next_diag = log_ns
+        assert self.next_hb is not None and self.next_diag is not None
+        while self.next_hb <= log_ns or self.next_diag <= log_ns:
+            if self.next_hb <= self.next_diag:
+                st = self.session.tick(self.next_hb * 1e-9)
+                self._publish_lock(st.lock, self.next_hb)
+                self.next_hb += self.heartbeat_ns
+            else:
+                self.session.tick(self.next_diag * 1e-9)
+                self._publish_diagnostics(self.next_diag)
+                self.next_diag += self.diagnostics_ns
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    def _reject(self, stream: str, err: ConversionError, index: int, stamp: float) -> None:
+        self.rejections[stream][err.kind] += 1
+        self.examples[stream].setdefault(err.kind, f"message #{index}: {err.detail}")
+        self.session.reject_input(stream, err.reason, f"{err.kind}: {err.detail}", stamp)
+
+    def _deserialize(self, raw: bytes, msgtype: str, stream: str) -> Any:
+        try:
+            return self.store.deserialize_cdr(raw, msgtype)
+        except Exception as exc:  # noqa: BLE001 -- corrupt payloads fail in many ways
+            reason = Reason.invalid_image if stream == IMAGE_STREAM else Reason.invalid_actions
+            raise ConversionError(
+                reason, "undeserializable", f"CDR decoding failed ({type(exc).__name__}: {exc})"
+            ) from None
+
+    def _on_image(self, conn: Any, raw: bytes, now: float, index: int) -> None:
+        try:
+            msg = self._deserialize(raw, conn.msgtype, IMAGE_STREAM)
+            rgb, enc = image_from_msg(msg, conn.msgtype)
+        except ConversionError as err:
+            self._reject(IMAGE_STREAM, err, index, now)
+            return
+        stamp = stamp_of(msg)
+        self.session.on_image(rgb, now if stamp is None else stamp, enc, tag=msg.header)
+
+    def _on_actions(self, conn: Any, raw: bytes, now: float, index: int) -> None:
+        try:
+            msg = self._deserialize(raw, conn.msgtype, ACTIONS)
+            chunk, stamp = actions_from_msg(
+                msg, conn.msgtype, now, int(self.session.monitor.action_dim)
+            )
+        except ConversionError as err:
+            self._reject(ACTIONS, err, index, now)
+            return
+        self.session.on_actions(chunk, stamp)
+
+    # ---- loop -----------------------------------------------------------------------------
+
+    def run(self, writer: Any, progress: bool) -> None:
+        self._open_outputs(writer)
+        total = sum(n for _, n in self.topics.values())
+        handlers: dict[str, Callable[[Any, bytes, float, int], None]] = {
+            self.img_topic: self._on_image,
+            self.act_topic: self._on_actions,
+        }
+        prev_ns: int | None = None
+        bar = tqdm(total=total, desc=f"replay {self.path.name}", unit="msg", disable=not progress)
+        try:
+            for conn, log_ns, raw in self.reader.messages():
+                self.n_read += 1
+                bar.update(1)
+                if prev_ns is not None and log_ns < prev_ns:
+                    raise BagError(
+                        self.path,
+                        f"storage returned messages out of log-time order ({log_ns} ns after "
+                        f"{prev_ns} ns)",
+                        topic=conn.topic,
+                    )
+                prev_ns = self.last_ns = log_ns
+                self._advance_to(log_ns)
+                self._copy(conn, log_ns, raw)
+                index = self.by_topic[conn.topic]
+                self.by_topic[conn.topic] += 1
+                handler = handlers.get(conn.topic)
+                if handler is None:
+                    self.ignored[conn.topic] += 1
+                    continue
+                now = log_ns * 1e-9
+                handler(conn, raw, now, index)
+                if self.session.decision_due(now):
+                    self._publish_decision(self.session.decide(now), log_ns)
+        except BagError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- truncated/corrupt storage surfaces here
+            raise BagError(
+                self.path,
+                f"bag is truncated or corrupt after {self.n_read} of {total} messages "
+                f"({type(exc).__name__}: {exc})",
+            ) from None
+        finally:
+            bar.close()
+        if self.n_read < total:
+            raise BagError(
+                self.path, f"bag is truncated: read {self.n_read} of {total} messages in metadata"
+            )
+        if self.last_ns is not None:  # final heartbeat + diagnostics at the end of the recording
+            st = self.session.tick(self.last_ns * 1e-9)
+            self._publish_lock(st.lock, self.last_ns)
+            self._publish_diagnostics(self.last_ns)
+
+    # ---- summary --------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        s = self.session.summary()
+        acc = s["accounting"]
+        n_img, n_act = self.by_topic[self.img_topic], self.by_topic[self.act_topic]
+        problems = list(s["accounting_problems"])
+        if acc[IMAGE_STREAM]["offered"] != n_img:
+            problems.append(f"image topic has {n_img} messages, {acc['image']['offered']} offered")
+        if acc[ACTIONS]["offered"] != n_act:
+            problems.append(
+                f"action topic has {n_act} messages, {acc['actions']['offered']} offered"
+            )
+        if n_img + n_act + sum(self.ignored.values()) != self.n_read:
+            problems.append("messages read != image + actions + ignored")
+        opened = [t for t, lock in self.lock_log if not lock]
+        first_open = opened[0] if opened else None
+        engaged_after_open = None
+        if first_open is not None:
+            engaged_after_open = next(
+                (t for t, lock in self.lock_log if lock and t > first_open), None
+            )
+        start = None if self.first_ns is None else self.first_ns * 1e-9
+        end = None if self.last_ns is None else self.last_ns * 1e-9
+        return {
+            "bag": str(self.path),
+            "image_topic": self.img_topic,
+            "action_topic": self.act_topic,
+            "semantics": SEMANTICS,
+            "clock": {
+                "start": start,
+                "end": end,
+                "duration": None if start is None or end is None else end - start,
+            },
+            "messages": {
+                "read": self.n_read,
+                "by_topic": {
+                    t: {
+                        "type": self.topics.get(t, ("?", 0))[0],
+                        "count": n,
+                        "role": "image"
+                        if t == self.img_topic
+                        else "actions"
+                        if t == self.act_topic
+                        else "ignored",
+                    }
+                    for t, n in sorted(self.by_topic.items())
+                },
+                "ignored": dict(sorted(self.ignored.items())),
+                "ignored_total": int(sum(self.ignored.values())),
+                "rejected_before_session": {
+                    k: dict(sorted(v.items())) for k, v in self.rejections.items()
+                },
+                "rejection_examples": self.examples,
+                "accounted": not problems,
+                "problems": problems,
+            },
+            "lock": {
+                "final": self.session.status().lock,
+                "first_open": first_open,
+                "first_engaged_after_open": engaged_after_open,
+                "engaged_samples": sum(1 for _, lock in self.lock_log if lock),
+                "samples": len(self.lock_log),
+            },
+            "output": {
+                "bag": None,
+                "topics": dict(sorted(self.written.items())),
+                "not_copied": dict(sorted(self.not_copied.items())),
+            },
+            "session": s,
+        }

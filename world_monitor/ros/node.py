@@ -1,0 +1,493 @@
+"""``world_monitor_node``: the monitor as a ROS 2 lifecycle node (the only module importing rclpy).
+
+Why a lifecycle node: loading a bundle and warming up a TensorRT/ONNX backend takes seconds to
+minutes and can fail; doing it in ``configure`` makes "misconfigured" a visible, failed
+transition instead of a node that looks alive but never opens the gate, and ``deactivate`` gives
+a place to close the lock *before* going quiet. With ``autostart`` (default true) the node
+configures and activates itself, so it also works without a lifecycle manager.
+
+* configure: read and validate parameters (fail fast, every problem named), compose the hydra
+  config with ``hydra_overrides``, load the bundle with the backend order, build the
+  :class:`~world_monitor.runtime.session.MonitorSession`, create publishers and diagnostics.
+* activate: subscriptions (camera with the sensor-data QoS), heartbeat timer, decision worker.
+* deactivate: publish ``lock=true`` first, then stop inputs, timers and the worker.
+* cleanup: drop the session, monitor and publishers.
+
+The node only converts messages and schedules; every semantic decision (buffering, staleness,
+hysteresis, fault handling, accounting) is in ``MonitorSession`` and therefore identical to
+offline replay. Decisions run on a worker thread, so slow inference never blocks the
+subscription callbacks; a chunk arriving while the worker is busy makes the next decision use
+the newest chunk (the older unused one is counted as superseded).
+
+Topics: subscribes ``image`` (Image or CompressedImage, ``image_transport`` parameter),
+``action_chunk`` (JointTrajectory or Float32MultiArray, ``action_msg_type``), ``cmd_in`` (relay);
+publishes ``~/lock`` (Bool heartbeat, true = stop; a twist_mux lock), ``~/risk`` (Float32),
+``~/heatmap`` (Image rgb8, camera header), ``/diagnostics``, ``cmd_out`` (relay).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+
+from world_monitor.data.bag.codec import COMPRESSED, FLOAT_ARRAY, IMAGE, TRAJECTORY
+from world_monitor.ros.convert import (
+    ConversionError,
+    actions_from_msg,
+    bool_msg,
+    diagnostic_array_msg,
+    float32_msg,
+    header_msg,
+    heatmap_rgb,
+    image_from_msg,
+    image_msg,
+    rclpy_factory,
+    scale_twist,
+    stamp_of,
+)
+from world_monitor.ros.params import (
+    BOOL,
+    DOUBLE,
+    INTEGER,
+    PARAMETERS,
+    STRING,
+    STRING_ARRAY,
+    validate_parameters,
+)
+from world_monitor.runtime.inputs import ACTIONS
+from world_monitor.runtime.inputs import IMAGE as IMAGE_STREAM
+from world_monitor.runtime.protocol import MonitorLike
+from world_monitor.runtime.session import (
+    DecisionResult,
+    MonitorSession,
+    SessionConfig,
+    gate_config_for,
+)
+from world_monitor.runtime.types import Decision
+
+__all__ = ["PARAMETERS", "WorldMonitorNode", "main", "validate_parameters"]
+
+logger = logging.getLogger(__name__)
+
+_TYPES = {
+    STRING: ParameterType.PARAMETER_STRING,
+    STRING_ARRAY: ParameterType.PARAMETER_STRING_ARRAY,
+    DOUBLE: ParameterType.PARAMETER_DOUBLE,
+    INTEGER: ParameterType.PARAMETER_INTEGER,
+    BOOL: ParameterType.PARAMETER_BOOL,
+}
+
+
+def default_monitor_factory(params: dict[str, Any], cfg: Any) -> MonitorLike:
+    """Load the bundle through ``world_monitor.runtime.monitor.load_monitor``.
+
+    Optional keyword arguments (engine/precision/ε/false-alarm options, the composed config)
+    are passed only if ``load_monitor`` accepts them, so the node keeps working while that
+    API grows.
+    """
+    from world_monitor.runtime.monitor import load_monitor
+
+    extra: dict[str, Any] = {
+        "engine_file_path": params["engine_file_path"] or None,
+        "force_engine_update": params["force_engine_update"],
+        "enable_fp16": params["enable_fp16"],
+        "config": cfg,
+    }
+    if params["epsilon"] >= 0:
+        extra["epsilon"] = params["epsilon"]
+    if params["target_false_alarm_rate"] >= 0:
+        extra["target_false_alarm_rate"] = params["target_false_alarm_rate"]
+    try:
+        accepted = inspect.signature(load_monitor).parameters
+        if not any(q.kind is inspect.Parameter.VAR_KEYWORD for q in accepted.values()):
+            extra = {k: v for k, v in extra.items() if k in accepted}
+    except (TypeError, ValueError):
+        extra = {}
+    return load_monitor(params["bundle_path"], ",".join(params["backend_order"]), **extra)
+
+
+class WorldMonitorNode(LifecycleNode):
+    """See the module docstring. ``monitor_factory(params, cfg)`` is injectable for tests."""
+
+    def __init__(
+        self,
+        node_name: str = "world_monitor",
+        *,
+        monitor_factory: Callable[[dict[str, Any], Any], MonitorLike] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(node_name, **kwargs)
+        self._monitor_factory = monitor_factory or default_monitor_factory
+        for name, (default, ptype, description) in PARAMETERS.items():
+            descriptor = ParameterDescriptor(type=_TYPES[ptype], description=description)
+            if ptype == STRING_ARRAY and not default:
+                # an empty list has no element type; declare by type (rclpy >= Humble)
+                self.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor)
+            else:
+                self.declare_parameter(name, default, descriptor)
+        self.params: dict[str, Any] = {}
+        self.session: MonitorSession | None = None
+        self._msgs = rclpy_factory()
+        self._pubs: dict[str, Any] = {}
+        self._subs: list[Any] = []
+        self._timers: list[Any] = []
+        self._updater: Any = None
+        self._diag_timer: Any = None
+        self._active = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()  # replaced per activation (an old worker keeps its own)
+        # serialises "am I active?" with publishing, so nothing can follow the closing lock
+        self._pub_lock = threading.RLock()
+        self._worker: threading.Thread | None = None
+        self.relay_counts = {"forwarded": 0, "scaled": 0, "blocked": 0}
+        #: why the last configure failed (None if it did not): main() exits on it (fail fast)
+        self.configure_error: str | None = None
+        if self._param("autostart"):
+            self.trigger_configure()
+            if self.params:  # configure succeeded
+                self.trigger_activate()
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _param(self, name: str) -> Any:
+        try:
+            value = self.get_parameter(name).value
+        except Exception:  # noqa: BLE001 -- uninitialised (declared by type only)
+            value = None
+        if value is None and PARAMETERS[name][1] == STRING_ARRAY:
+            return []
+        return list(value) if PARAMETERS[name][1] == STRING_ARRAY else value
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        params = {name: self._param(name) for name in PARAMETERS}
+        errors = validate_parameters(params)
+        if errors:
+            for e in errors:
+                self.get_logger().error(f"parameter: {e}")
+            self.configure_error = "; ".join(errors)
+            return TransitionCallbackReturn.FAILURE
+        try:
+            from world_monitor.config import load_config
+
+            cfg = load_config(params["hydra_overrides"])
+            monitor = self._monitor_factory(params, cfg)
+            gate = gate_config_for(
+                monitor,
+                image_timeout_s=params["image_timeout_s"],
+                action_timeout_s=params["action_timeout_s"],
+                decision_timeout_s=params["decision_timeout_s"],
+                reopen_after=params["reopen_after"],
+                shadow=params["shadow_mode"],
+                enabled=params["enabled"],
+            )
+            self.session = MonitorSession(
+                monitor,
+                gate,
+                SessionConfig(
+                    per_chunk=True,
+                    decision_rate_hz=float(params["decision_rate_hz"]),
+                    keep_decisions=False,
+                    measure_wall_time=True,
+                ),
+            )
+        except Exception as exc:  # noqa: BLE001 -- any load failure is a failed transition
+            self.configure_error = f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"configure failed: {self.configure_error}")
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = None
+        self.params = params
+        from geometry_msgs.msg import Twist
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Bool, Float32
+        from trajectory_msgs.msg import JointTrajectory
+
+        reliable = QoSProfile(depth=10)
+        self._pubs = {
+            "lock": self.create_publisher(Bool, "~/lock", reliable),
+            "risk": self.create_publisher(Float32, "~/risk", reliable),
+            "heatmap": self.create_publisher(Image, "~/heatmap", reliable),
+        }
+        if params["relay_enabled"]:
+            relay_type = Twist if params["relay_msg_type"] == "Twist" else JointTrajectory
+            self._pubs["cmd_out"] = self.create_publisher(relay_type, "cmd_out", reliable)
+        self._setup_diagnostics()
+        heatmap_rgb(np.ones((1, 1, 2, 2), np.float32), (2, 2))  # warm up (imports) off the loop
+        self.get_logger().info(
+            f"configured: backend {monitor.backend_name!r}, context {monitor.context_length}, "
+            f"horizon {monitor.horizon}, action dim {monitor.action_dim}, image {monitor.image_size}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        from diagnostic_msgs.msg import DiagnosticArray  # noqa: F401 -- fail early if missing
+        from geometry_msgs.msg import Twist
+        from sensor_msgs.msg import CompressedImage, Image
+        from std_msgs.msg import Float32MultiArray
+        from trajectory_msgs.msg import JointTrajectory
+
+        p = self.params
+        img_type = Image if p["image_transport"] == "raw" else CompressedImage
+        img_name = IMAGE if img_type is Image else COMPRESSED
+        act_type = (
+            JointTrajectory if p["action_msg_type"] == "JointTrajectory" else Float32MultiArray
+        )
+        act_name = TRAJECTORY if act_type is JointTrajectory else FLOAT_ARRAY
+        self._subs = [
+            self.create_subscription(
+                img_type, "image", lambda m: self._on_image(m, img_name), qos_profile_sensor_data
+            ),
+            self.create_subscription(
+                act_type, "action_chunk", lambda m: self._on_actions(m, act_name), 10
+            ),
+        ]
+        if p["relay_enabled"]:
+            relay_type = Twist if p["relay_msg_type"] == "Twist" else JointTrajectory
+            self._subs.append(self.create_subscription(relay_type, "cmd_in", self._on_cmd, 10))
+        self._timers = [self.create_timer(1.0 / p["heartbeat_rate_hz"], self._heartbeat)]
+        if p["decision_rate_hz"] > 0:
+            self._timers.append(self.create_timer(1.0 / p["decision_rate_hz"], self._wake.set))
+        self._stop = threading.Event()
+        self._worker = threading.Thread(
+            target=self._work, args=(self._stop,), name="world_monitor_decide", daemon=True
+        )
+        self._worker.start()
+        with self._pub_lock:
+            self._active = True
+        self._heartbeat()  # first lock message right away: closed until the first decision
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate_outputs()  # close the lock before going quiet (twist_mux times out)
+        self._teardown_activity()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown_activity()
+        for pub in self._pubs.values():
+            self.destroy_publisher(pub)
+        self._pubs = {}
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        # the diagnostic_updater (if used) lives as long as the node: it declares a parameter
+        # and owns its timer, so it is created once and reports "not configured" meanwhile
+        self.session = None
+        self.params = {}
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate_outputs()
+        self._teardown_activity()
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """Close the lock (if active) and stop inputs, timers and the worker; call before
+        ``destroy_node`` when not going through the lifecycle transitions."""
+        self._deactivate_outputs()
+        self._teardown_activity()
+
+    def _deactivate_outputs(self) -> None:
+        """Publish ``lock=true`` as the last lock message and stop all output publishing."""
+        with self._pub_lock:
+            if self._active:
+                self._active = False
+                self._publish_lock(True)
+
+    def _teardown_activity(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        for t in self._timers:
+            self.destroy_timer(t)
+        self._timers = []
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=5.0)
+        self._worker = None
+
+    # ---- diagnostics ----------------------------------------------------------------------
+
+    def _setup_diagnostics(self) -> None:
+        period = 1.0 / float(self.params["diagnostics_rate_hz"])
+        if self._updater is not None:
+            return
+        try:
+            from diagnostic_updater import Updater
+        except ImportError:
+            from diagnostic_msgs.msg import DiagnosticArray
+
+            self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self._diag_timer = self.create_timer(period, self._publish_diagnostics)
+            return
+        self._updater = Updater(self, period=period)
+        self._updater.setHardwareID("world_monitor")
+        self._updater.add("world_monitor: gate", self._diagnostic_task)
+
+    def _diagnostic_task(self, stat: Any) -> Any:
+        """diagnostic_updater task: level as a 1-byte ``bytes`` (the message's ``byte`` type)."""
+        if self.session is None:
+            stat.summary(bytes([3]), "not configured")
+            return stat
+        level, message, values = self.session.diagnostics()
+        if not self._active:
+            level, message = 3, f"inactive (lifecycle); last: {message}"
+        stat.summary(bytes([level]), message)
+        for k, v in values:
+            stat.add(k, v)
+        return stat
+
+    def _publish_diagnostics(self) -> None:
+        if self.session is None or "diagnostics" not in self._pubs:
+            return
+        level, message, values = self.session.diagnostics()
+        if not self._active:
+            level, message = 3, f"inactive (lifecycle); last: {message}"
+        msg = diagnostic_array_msg(
+            self._msgs,
+            header_msg(self._msgs, self._now()),
+            [(level, "world_monitor: gate", message, "world_monitor", values)],
+        )
+        self._pubs["diagnostics"].publish(msg)
+
+    # ---- callbacks (cheap; never raise) ---------------------------------------------------
+
+    def _on_image(self, msg: Any, msgtype: str) -> None:
+        session = self.session
+        if session is None or not self._active:
+            return
+        now = self._now()
+        try:
+            rgb, enc = image_from_msg(msg, msgtype)
+        except ConversionError as err:
+            session.reject_input(IMAGE_STREAM, err.reason, f"{err.kind}: {err.detail}", now)
+            return
+        stamp = stamp_of(msg)
+        session.on_image(rgb, now if stamp is None else stamp, enc, tag=msg.header)
+
+    def _on_actions(self, msg: Any, msgtype: str) -> None:
+        session = self.session
+        if session is None or not self._active:
+            return
+        now = self._now()
+        try:
+            chunk, stamp = actions_from_msg(msg, msgtype, now, int(session.monitor.action_dim))
+        except ConversionError as err:
+            session.reject_input(ACTIONS, err.reason, f"{err.kind}: {err.detail}", now)
+            return
+        session.on_actions(chunk, stamp)
+        if session.decision_due(now):
+            self._wake.set()
+
+    def _heartbeat(self) -> None:
+        session = self.session
+        if session is None or not self._active:
+            return
+        status = session.tick(self._now())
+        with self._pub_lock:
+            if self._active:
+                self._publish_lock(status.lock)
+
+    def _publish_lock(self, lock: bool) -> None:
+        pub = self._pubs.get("lock")
+        if pub is None:
+            return
+        try:
+            pub.publish(bool_msg(self._msgs, lock))
+        except Exception as exc:  # noqa: BLE001 -- e.g. context already shut down on SIGINT
+            logger.warning("could not publish lock=%s: %s", lock, exc)
+
+    def _on_cmd(self, msg: Any) -> None:
+        """Relay like nav2's collision_monitor: forward on PROCEED, scale Twist on SLOW, drop
+        on STOP. Shadow/disabled modes make the effective decision PROCEED."""
+        session = self.session
+        pub = self._pubs.get("cmd_out")
+        if session is None or pub is None or not self._active:
+            return
+        decision = session.status().effective_decision
+        if decision is Decision.STOP:
+            self.relay_counts["blocked"] += 1
+            return
+        if decision is Decision.SLOW and self.params["relay_msg_type"] == "Twist":
+            msg = scale_twist(self._msgs, msg, float(self.params["slow_scale"]))
+            self.relay_counts["scaled"] += 1
+        else:
+            self.relay_counts["forwarded"] += 1
+        pub.publish(msg)
+
+    # ---- decision worker ------------------------------------------------------------------
+
+    def _work(self, stop: threading.Event) -> None:
+        """Decide whenever woken (new chunk or rate timer); publishing happens here too."""
+        while not stop.is_set():
+            self._wake.wait(timeout=0.1)
+            self._wake.clear()
+            session = self.session
+            if stop.is_set() or session is None:
+                break
+            if not session.decision_due(self._now()):
+                continue
+            # the gate sees the clock *after* inference (decision watchdog, staleness)
+            result = session.decide(self._now(), clock=self._now)
+            try:
+                self._publish_result(result)
+            except Exception as exc:  # noqa: BLE001 -- publishing must not kill the worker
+                self.get_logger().error(f"publishing a decision failed: {exc}")
+
+    def _publish_result(self, result: DecisionResult) -> None:
+        """Lock first (the safety output, right away), then risk, then the heatmap (slowest)."""
+        a = result.assessment
+        with self._pub_lock:
+            if not self._active:
+                return
+            self._publish_lock(result.status.lock)
+            if a is not None and a.risk is not None:
+                self._pubs["risk"].publish(float32_msg(self._msgs, float(a.risk)))
+        if a is not None and a.confidence_map is not None and result.image_hw is not None:
+            rgb = heatmap_rgb(a.confidence_map, result.image_hw)
+            header = result.tag if result.tag is not None else header_msg(self._msgs, a.stamp)
+            with self._pub_lock:
+                if self._active:
+                    self._pubs["heatmap"].publish(image_msg(self._msgs, rgb, header))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry ``world_monitor_node`` (``ros2 run world_monitor world_monitor_node``).
+
+    With ``autostart`` a failed configure exits with status 1 (fail fast: a misconfigured
+    monitor must be visible to the launch system, not sit silently unconfigured).
+    """
+    logging.basicConfig(level=logging.INFO)
+    rclpy.init(args=args)
+    node = WorldMonitorNode()
+    if node.configure_error is not None and node._param("autostart"):
+        node.get_logger().fatal(f"not starting: {node.configure_error}")
+        node.destroy_node()
+        rclpy.shutdown()
+        sys.exit(1)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

@@ -1,0 +1,101 @@
+"""The node's parameters: names, defaults, types, descriptions and validation (no rclpy).
+
+Why separate from ``node.py``: validating parameters is the node's fail-fast step and should
+be unit-testable on a machine without ROS. Defaults mirror ``config/ros/default.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "BOOL",
+    "DOUBLE",
+    "INTEGER",
+    "PARAMETERS",
+    "STRING",
+    "STRING_ARRAY",
+    "validate_parameters",
+]
+
+STRING, STRING_ARRAY, DOUBLE, INTEGER, BOOL = "string", "string_array", "double", "integer", "bool"
+_STR, _STRS, _DBL, _INT, _BOOL = STRING, STRING_ARRAY, DOUBLE, INTEGER, BOOL
+
+#: name -> (default, type, description). Defaults mirror config/ros/default.yaml.
+PARAMETERS: dict[str, tuple[Any, str, str]] = {
+    "bundle_path": ("", _STR, "monitor bundle directory (required)"),
+    "backend_order": (
+        ["tensorrt", "onnxruntime", "torch"],
+        _STRS,
+        "inference backends to try in order; the one that loaded is in /diagnostics",
+    ),
+    "engine_file_path": ("", _STR, "TensorRT plan path; empty = the engine cache"),
+    "force_engine_update": (False, _BOOL, "rebuild the TensorRT plan even if cached"),
+    "enable_fp16": (True, _BOOL, "allow FP16 in TensorRT"),
+    "epsilon": (-1.0, _DBL, "C3 epsilon; < 0 = the bundle's calibrated value"),
+    "target_false_alarm_rate": (-1.0, _DBL, "< 0 = the bundle's calibrated thresholds"),
+    "image_timeout_s": (0.5, _DBL, "camera older than this closes the gate (stale_image)"),
+    "action_timeout_s": (1.0, _DBL, "chunk older than this closes the gate (stale_actions)"),
+    "decision_timeout_s": (1.0, _DBL, "no assessment for this long closes the gate"),
+    "reopen_after": (3, _INT, "consecutive confident decisions to step down one level"),
+    "decision_rate_hz": (0.0, _DBL, "0 = one decision per new chunk; > 0 = also at this rate"),
+    "heartbeat_rate_hz": (10.0, _DBL, "~/lock publish rate; twist_mux timeout must exceed 1/rate"),
+    "diagnostics_rate_hz": (1.0, _DBL, "/diagnostics rate"),
+    "image_transport": ("raw", _STR, "raw (sensor_msgs/Image) or compressed (CompressedImage)"),
+    "action_msg_type": ("JointTrajectory", _STR, "JointTrajectory or Float32MultiArray [H, A]"),
+    "relay_enabled": (False, _BOOL, "forward cmd_in -> cmd_out only while the gate allows it"),
+    "relay_msg_type": ("Twist", _STR, "Twist or JointTrajectory"),
+    "slow_scale": (0.5, _DBL, "Twist velocity scale on SLOW, in (0, 1]"),
+    "shadow_mode": (False, _BOOL, "report decisions but never block (lock stays false)"),
+    "enabled": (True, _BOOL, "false: everything passes, diagnostics say monitor_disabled"),
+    "hydra_overrides": ([], _STRS, "hydra overrides composed with the config tree"),
+    "autostart": (True, _BOOL, "configure and activate at start-up without a manager"),
+}
+
+
+def validate_parameters(p: dict[str, Any]) -> list[str]:
+    """All problems with the parameter values (empty = valid); pure, unit-testable."""
+    errors: list[str] = []
+    if not p.get("bundle_path"):
+        errors.append("bundle_path is empty: set it to a monitor bundle directory")
+    if not p.get("backend_order"):
+        errors.append("backend_order is empty")
+    for name in ("image_timeout_s", "action_timeout_s", "decision_timeout_s"):
+        v = p.get(name)
+        if not isinstance(v, int | float) or not (0 < v < math.inf):
+            errors.append(f"{name} must be a finite number > 0, got {v!r}")
+    for name in ("heartbeat_rate_hz", "diagnostics_rate_hz"):
+        v = p.get(name)
+        if not isinstance(v, int | float) or not (0 < v < math.inf):
+            errors.append(f"{name} must be > 0, got {v!r}")
+    v = p.get("decision_rate_hz")
+    if not isinstance(v, int | float) or not (0 <= v < math.inf):
+        errors.append(f"decision_rate_hz must be >= 0, got {v!r}")
+    if not isinstance(p.get("reopen_after"), int) or p["reopen_after"] < 1:
+        errors.append(f"reopen_after must be an integer >= 1, got {p.get('reopen_after')!r}")
+    s = p.get("slow_scale")
+    if not isinstance(s, int | float) or not (0 < s <= 1):
+        errors.append(f"slow_scale must be in (0, 1], got {s!r}")
+    eps = p.get("epsilon")
+    if isinstance(eps, int | float) and eps >= 0 and not (0 < eps < 1):
+        errors.append(f"epsilon must be in (0, 1) (or < 0 for the bundle's), got {eps}")
+    far = p.get("target_false_alarm_rate")
+    if isinstance(far, int | float) and far >= 0 and not (0 < far < 1):
+        errors.append(f"target_false_alarm_rate must be in (0, 1) (or < 0), got {far}")
+    if p.get("image_transport") not in ("raw", "compressed"):
+        errors.append(f"image_transport must be raw|compressed, got {p.get('image_transport')!r}")
+    if p.get("action_msg_type") not in ("JointTrajectory", "Float32MultiArray"):
+        errors.append(
+            "action_msg_type must be JointTrajectory|Float32MultiArray, got "
+            f"{p.get('action_msg_type')!r}"
+        )
+    if p.get("relay_msg_type") not in ("Twist", "JointTrajectory"):
+        errors.append(
+            f"relay_msg_type must be Twist|JointTrajectory, got {p.get('relay_msg_type')!r}"
+        )
+    if not all(isinstance(o, str) and "=" in o for o in p.get("hydra_overrides") or []):
+        errors.append(
+            f"hydra_overrides must be key=value strings, got {p.get('hydra_overrides')!r}"
+        )
+    return errors
