@@ -43,7 +43,11 @@ def test_message_contents_follow_the_ros_conventions(tmp_path, make_ep, store):
     assert len(trajs) == len(imgs) == 10
     assert imgs[0].encoding == "rgb8" and imgs[0].header.frame_id == "cam0"
     assert trajs[0].joint_names == ["ee_dx", "ee_dy", "ee_dz", "gripper"]
-    assert [len(m.points) for m in trajs] == [4] * 7 + [3, 2, 1]
+    assert [len(m.points) for m in trajs] == [4] * 10
+    # past the episode end the chunk holds the last action (a policy always publishes H points)
+    last = ep.actions[-1].astype(np.float64)
+    assert all(np.array_equal(p.positions, last) for p in trajs[-1].points)
+    assert np.array_equal(trajs[7].points[2].positions, last)
     p = trajs[2].points
     assert np.array_equal(np.array([q.positions for q in p], np.float32), ep.actions[2:6])
     assert (p[1].time_from_start.sec, p[1].time_from_start.nanosec) == (0, 200_000_000)

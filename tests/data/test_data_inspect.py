@@ -31,7 +31,7 @@ def test_inspect_exported_bag(tmp_path, make_ep):
     assert cam["image_size"] == [16, 16] and cam["encoding"] == "rgb8"
     assert cam["rate_hz"] == pytest.approx(10.0) and rep["duration_s"] == pytest.approx(0.9)
     act = rep["topics"]["/policy/action_chunk"]
-    assert act["action_dim"] == 4 and act["horizon"] == {"min": 1, "max": 8}
+    assert act["action_dim"] == 4 and act["horizon"] == {"min": 8, "max": 8}
     assert act["joint_names"] == ["ee_dx", "ee_dy", "ee_dz", "gripper"]
     text = format_report(rep)
     assert "/policy/action_chunk" in text and "10.00 Hz" in text

@@ -226,11 +226,20 @@ def test_wrong_action_dim_is_counted_and_lock_stays_closed(tmp_path, fake_monito
     assert "invalid_actions" in s["session"]["final_status"]["reasons"]
 
 
-def test_truncated_chunks_wrong_horizon_are_rejected(make_bag, fake_monitor):
-    # export truncates the last chunks at the episode end: horizon 4 -> 3 short chunks
+def test_chunks_of_the_wrong_horizon_are_rejected(make_bag, fake_monitor):
+    # the policy publishes 3-step chunks, the monitor's model needs 4: every chunk is rejected
+    ep = make_episode()
+    s = _replay(make_bag(ep, horizon=3), fake_monitor(horizon=4)).summary
+    assert s["session"]["accounting"]["actions"]["rejected"] == {"invalid_actions": ep.length}
+    assert s["lock"]["first_open"] is None and s["lock"]["final"] is True
+    assert s["messages"]["accounted"]
+
+
+def test_exported_chunks_are_full_length_up_to_the_last_frame(make_bag, fake_monitor):
+    # the exporter holds the last action to fill chunks at the episode end, so none is rejected
     s = _replay(make_bag(make_episode(), horizon=4), fake_monitor(horizon=4)).summary
-    assert s["session"]["accounting"]["actions"]["rejected"] == {"invalid_actions": 3}
-    assert s["lock"]["final"] is True and s["messages"]["accounted"]
+    assert s["session"]["accounting"]["actions"]["rejected"] == {}
+    assert s["messages"]["accounted"]
 
 
 def test_out_of_order_stamps_are_counted_and_close_the_lock(tmp_path, fake_monitor):

@@ -7,8 +7,11 @@ through the monitor exactly like a live robot, so only standard messages are use
   ``compressed`` is set), ``header.stamp`` = episode stamp, ``header.frame_id`` = ``frame_id``.
 * ``action_topic`` -- ``trajectory_msgs/msg/JointTrajectory``, one per frame, stamped like the
   frame, with one point per planned future step: ``points[i].positions = actions[t + i]`` for
-  ``i < horizon`` (truncated at the episode end), ``time_from_start = (i + 1) / fps``. The first
-  point is the action actually executed after frame t.
+  ``i < horizon``, ``time_from_start = (i + 1) / fps``. The first point is the action actually
+  executed after frame t. A chunking policy always publishes ``horizon`` points, so near the
+  episode end, where the episode has fewer actions left, the last action is repeated to fill the
+  chunk (a consumer such as the monitor then sees well-formed chunks up to the last frame; the
+  import reads only the first point, so the round trip stays exact).
 * ``/world_monitor/episode_meta`` -- ``std_msgs/msg/String`` JSON (EpisodeMeta fields + exact
   float64 stamps), written once at the first frame's time, so the round trip is lossless.
 * ``/world_monitor/shift_mask`` -- mono8 ``sensor_msgs/msg/Image`` (0/255) per frame, only when
@@ -74,6 +77,12 @@ def _joint_names(action_dim: int, names: Sequence[str] | None) -> list[str]:
     if len(names) != action_dim:
         raise ValueError(f"joint_names: {len(names)} names for action dim {action_dim}")
     return list(names)
+
+
+def _chunk(actions: np.ndarray, t: int, horizon: int) -> np.ndarray:
+    """The planned chunk at frame t: actions[t:t+horizon], the last action repeated past the end."""
+    idx = np.minimum(np.arange(t, t + horizon), len(actions) - 1)
+    return actions[idx]
 
 
 def export_episode_bag(
@@ -181,7 +190,7 @@ def export_episode_bag(
                         effort=empty,
                         time_from_start=_duration(dur_cls, (k + 1) / fps),
                     )
-                    for k, a in enumerate(episode.actions[i : i + horizon])
+                    for k, a in enumerate(_chunk(episode.actions, i, horizon))
                 ]
                 jmsg = jt_cls(header=header, joint_names=names, points=points)
                 writer.write(c_act, stamps_ns[i], store.serialize_cdr(jmsg, TRAJECTORY))
