@@ -205,6 +205,46 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from world_monitor.runtime.calibrate import calibrate_bundle
+    from world_monitor.runtime.risk import RiskConfig
+
+    risk = RiskConfig(
+        epsilon=args.epsilon,
+        confidence_level=args.confidence_level,
+        signals=tuple(s.strip() for s in args.signals.split(",") if s.strip()),
+    )
+    result = calibrate_bundle(
+        Path(args.bundle),
+        Path(args.data),
+        risk=risk,
+        stop_alpha=args.false_stop_rate,
+        slow_alpha=args.slow_rate,
+        stride=args.stride,
+        verify_split=None if args.no_verify else "test",
+        limit=args.limit,
+        backend=args.backend,
+        engines_dir=args.engines_dir,
+        progress=not args.no_progress,
+    )
+    cal = result.calibration
+    print(f"calibrated {args.bundle} in {result.seconds:.1f} s ({result.decisions} decisions)")
+    print(f"  risk: signals {list(cal.config.signals)} at epsilon {cal.config.epsilon}")
+    print(
+        f"  SLOW above {cal.slow_threshold:.4f} (episode false-alarm bound "
+        f"{cal.info['slow_bound']:.3f}), STOP above {cal.stop_threshold:.4f} (bound "
+        f"{cal.info['stop_bound']:.3f})"
+    )
+    if result.verify:
+        v = result.verify
+        print(
+            f"  verified on {v['episodes']} in-distribution {v['split']} episodes: false-stop "
+            f"rate {v['false_stop_rate']:.3f} (bound {v['stop_bound']:.3f}), false-slow rate "
+            f"{v['false_slow_rate']:.3f} (bound {v['slow_bound']:.3f})"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree; exposed so tests can check every command's --help."""
     parser = argparse.ArgumentParser(
@@ -344,6 +384,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate_model, overrides=[])
 
     p = sub.add_parser(
+        "calibrate",
+        help="fit the risk scale and SLOW/STOP thresholds of a bundle (split conformal)",
+        description="Run the monitor over the in-distribution calibration split and write the "
+        "bundle's calibration.json: per-signal in-distribution score distributions (the risk "
+        "scale), and SLOW/STOP thresholds chosen by split-conformal calibration on each "
+        "episode's maximum risk, so at most --false-stop-rate of in-distribution episodes ever "
+        "reach STOP. Verifies the achieved rate on the test split.",
+        epilog="example: world-monitor calibrate runs/default/bundle --data datasets/default",
+    )
+    p.add_argument("bundle", help="monitor bundle directory (updated in place)")
+    p.add_argument("--data", default="datasets/default", help="dataset with a calib split")
+    p.add_argument("--epsilon", type=float, default=0.5, help="C3 tolerance (default 0.5)")
+    p.add_argument("--confidence-level", type=float, default=0.5, help="q below this = doubted")
+    p.add_argument(
+        "--signals",
+        default="c3_fraction,recon",
+        help="risk signals to fuse: c3_mean, c3_fraction, c3_min_step, recon",
+    )
+    p.add_argument("--false-stop-rate", type=float, default=0.02, help="STOP target per episode")
+    p.add_argument("--slow-rate", type=float, default=0.10, help="SLOW target per episode")
+    p.add_argument("--stride", type=int, default=4, help="a decision every N frames (default 4)")
+    p.add_argument("--limit", type=int, default=None, help="at most N episodes per split")
+    p.add_argument("--backend", default="onnxruntime,torch", help="backend preference order")
+    p.add_argument("--engines-dir", default="engines")
+    p.add_argument("--no-verify", action="store_true", help="skip the test-split check")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_calibrate, overrides=[])
+
+    p = sub.add_parser(
         "replay",
         help="replay a rosbag2 recording through the monitor (MCAP + JSON summary)",
         description="Drive the monitor over a rosbag2 recording (sqlite3 or MCAP) in recorded "
@@ -374,6 +443,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     for module, name in (
         ("world_monitor.data.dataset", "DatasetError"),
         ("world_monitor.data.bag", "BagError"),
+        ("world_monitor.runtime.monitor", "MonitorError"),
+        ("world_monitor.runtime.risk", "RiskError"),
         ("world_monitor.models.bundle", "BundleError"),
         ("world_monitor.training.checkpoint", "CheckpointError"),
         ("world_monitor.training.common", "TrainingError"),

@@ -105,8 +105,10 @@ class GateConfig:
     """Gate parameters. Validated on construction (fail fast at start-up, not in the loop).
 
     Attributes:
-        slow_threshold: risk at or above which the gate slows (from calibration).
-        stop_threshold: risk at or above which the gate stops (from calibration); must be >= slow.
+        slow_threshold: risk above which the gate slows (from calibration).
+        stop_threshold: risk above which the gate stops (from calibration); must be >= slow.
+            "Above", strictly: split-conformal thresholds are an order statistic of calibration
+            risks and guarantee P(risk > threshold) <= alpha, so equality must not alarm.
         reopen_after: N consecutive confident decisions needed to step down one level (>= 1).
         image_timeout_s: image older than this (caller clock) → STOP ``stale_image``.
         action_timeout_s: action chunk older than this → STOP ``stale_actions``.
@@ -406,9 +408,9 @@ class Gate:
         return self._now
 
     def _instantaneous(self, risk: float) -> Decision:
-        if risk >= self.config.stop_threshold:
+        if risk > self.config.stop_threshold:
             return Decision.STOP
-        if risk >= self.config.slow_threshold:
+        if risk > self.config.slow_threshold:
             return Decision.SLOW
         return Decision.PROCEED
 
@@ -492,7 +494,7 @@ class Gate:
             thr = cfg.stop_threshold if self._level is Decision.STOP else cfg.slow_threshold
             self._model_reason = Reason.hysteresis_hold
             self._model_detail = (
-                f"risk {risk:.3f} < {thr:.3f} for {self._below}/{cfg.reopen_after} decisions"
+                f"risk {risk:.3f} <= {thr:.3f} for {self._below}/{cfg.reopen_after} decisions"
             )
         return decision_time
 

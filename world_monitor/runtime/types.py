@@ -144,6 +144,7 @@ class Assessment:
         backend: which backend produced it (``"torch"``, ``"onnxruntime"``, ...).
         reasons: why the gate is closed (or ``ok``); non-model causes when ``risk`` is None.
         detail: human-readable explanation accompanying ``reasons``.
+        signals: raw (uncalibrated) risk signals by name.
     """
 
     stamp: float
@@ -161,6 +162,9 @@ class Assessment:
     backend: str = ""
     reasons: tuple[Reason, ...] = ()
     detail: str = ""
+    #: Raw risk signals of this decision (risk.SIGNALS: C³ summaries, input reconstruction
+    #: error) before calibration; evaluation compares them as detectors.
+    signals: dict[str, float] = field(default_factory=dict)
 
     def with_gate(self, status: GateStatus) -> Assessment:
         """A copy carrying the gate's decision and reasons, for publishing/logging.
@@ -205,6 +209,7 @@ class Assessment:
             "backend": str(self.backend),
             "reasons": [Reason(r).value for r in self.reasons],
             "detail": str(self.detail),
+            "signals": {str(k): json_float(v) for k, v in self.signals.items()},
         }
 
 

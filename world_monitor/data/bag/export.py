@@ -46,6 +46,7 @@ from world_monitor.data.bag.codec import (
     seconds_to_ns,
 )
 from world_monitor.data.bag.errors import BagError
+from world_monitor.data.chunks import planned_chunk
 from world_monitor.data.episode import Episode
 
 if TYPE_CHECKING:
@@ -77,12 +78,6 @@ def _joint_names(action_dim: int, names: Sequence[str] | None) -> list[str]:
     if len(names) != action_dim:
         raise ValueError(f"joint_names: {len(names)} names for action dim {action_dim}")
     return list(names)
-
-
-def _chunk(actions: np.ndarray, t: int, horizon: int) -> np.ndarray:
-    """The planned chunk at frame t: actions[t:t+horizon], the last action repeated past the end."""
-    idx = np.minimum(np.arange(t, t + horizon), len(actions) - 1)
-    return actions[idx]
 
 
 def export_episode_bag(
@@ -190,7 +185,7 @@ def export_episode_bag(
                         effort=empty,
                         time_from_start=_duration(dur_cls, (k + 1) / fps),
                     )
-                    for k, a in enumerate(_chunk(episode.actions, i, horizon))
+                    for k, a in enumerate(planned_chunk(episode.actions, i, horizon))
                 ]
                 jmsg = jt_cls(header=header, joint_names=names, points=points)
                 writer.write(c_act, stamps_ns[i], store.serialize_cdr(jmsg, TRAJECTORY))

@@ -1,0 +1,190 @@
+"""Monitor + calibration on a real (tiny) trained bundle: train -> calibrate -> assess."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_world import TINY_OVERRIDES, make_tiny_dataset
+
+from world_monitor.config import load_config
+from world_monitor.data import EpisodeDataset
+from world_monitor.data.chunks import decision_points
+from world_monitor.models.bundle import BundleError, load_bundle
+from world_monitor.runtime.calibrate import calibrate_bundle, retarget
+from world_monitor.runtime.monitor import Monitor, MonitorError, load_monitor
+from world_monitor.runtime.risk import RiskCalibration, RiskConfig, RiskError, c3_signals
+from world_monitor.runtime.types import Decision
+from world_monitor.training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(dataset, calibrated bundle, engines dir) - trained once for the module."""
+    base = tmp_path_factory.mktemp("monitor")
+    data = make_tiny_dataset(base / "ds", calib=24, test=6)
+    cfg = load_config([*TINY_OVERRIDES, "train.dynamics.steps=40", "train.vae.steps=60"])
+    result = train(cfg, base / "run", data_root=data, command="pytest monitor", progress=False)
+    bundle = base / "run" / "bundle"
+    assert result.bundle is not None and bundle.is_dir()
+    uncalibrated = base / "uncalibrated"
+    shutil.copytree(bundle, uncalibrated)
+    engines = base / "engines"
+    calibrate_bundle(bundle, data, stride=2, progress=False, engines_dir=engines)
+    return data, bundle, uncalibrated
+
+
+def _decisions(monitor: Monitor, data: Path, shift: str | None) -> list:
+    ds = EpisodeDataset(data)
+    out = []
+    for rec in ds.select(split="test", shift=shift).index:
+        ep = ds.load(rec["id"])
+        start = rec["onset"] or 0
+        for p in decision_points(ep, monitor.context_length, monitor.horizon, 1, start=start):
+            out.append(monitor.assess(p.frames, p.chunk, float(ep.stamps[p.t]), p.context_actions))
+    return out
+
+
+def test_uncalibrated_bundle_fails_fast(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, uncalibrated = world
+    with pytest.raises(MonitorError, match="calibrate"):
+        Monitor.from_bundle(uncalibrated, "torch", engines_dir=tmp_path)
+
+
+def test_calibration_is_stored_and_valid(world: tuple[Path, Path, Path]) -> None:
+    data, bundle, _ = world
+    cal = load_bundle(bundle).calibration
+    assert cal is not None and cal["version"] == 1
+    assert 0.0 <= cal["thresholds"]["slow"] <= cal["thresholds"]["stop"] <= 1.0
+    assert cal["stop_alpha"] == 0.02 and cal["slow_alpha"] == 0.10
+    halves = cal["data"]
+    assert set(halves["scale_episodes"]).isdisjoint(halves["threshold_episodes"])
+    assert len(halves["scale_episodes"]) == len(halves["threshold_episodes"]) == 12
+    assert len(cal["threshold_episode_max_risk"]) == 12
+    # 12 threshold episodes cannot certify 2%: the conformal quantile is +inf -> clipped to 1
+    assert cal["thresholds"]["stop"] == 1.0
+    assert cal["verify"]["episodes"] == 6
+    assert 0.0 <= cal["verify"]["false_stop_rate"] <= 1.0
+    assert len(np.asarray(cal["reference_cell"]).shape) == 2
+    assert len(cal["reference_step"]) == 3  # horizon of the tiny model
+
+
+def test_assessment_contract(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, bundle, _ = world
+    monitor = load_monitor(bundle, "onnxruntime,torch", engines_dir=tmp_path)
+    assert monitor.backend_name.startswith("onnxruntime")
+    ds = EpisodeDataset(data)
+    ep = ds.load(ds.select(split="test", shift=None).index[0]["id"])
+    p = next(decision_points(ep, monitor.context_length, monitor.horizon))
+    a = monitor.assess(p.frames, p.chunk, 1.5, p.context_actions)
+    h, (c, lh, lw) = monitor.horizon, monitor.latent_shape
+    assert 0.0 <= a.risk <= 1.0 and a.stamp == 1.5
+    assert a.confidence_map.shape == (h, c, lh, lw) and a.step_confidence.shape == (h,)
+    assert ((a.confidence_map >= 0) & (a.confidence_map <= 1)).all()
+    assert a.decision is monitor.decision_for(a.risk)
+    assert set(a.signals) == {"c3_mean", "c3_fraction", "c3_min_step", "recon"}
+    assert {"encode", "rollout", "signals", "risk", "total"} <= set(a.latency_ms)
+    json.dumps(a.to_dict())  # strict JSON
+    with pytest.raises(ValueError, match="frames"):
+        monitor.assess(p.frames[:1], p.chunk, 1.6)
+    with pytest.raises(ValueError, match="action_chunk"):
+        monitor.assess(p.frames, p.chunk[:, :2], 1.6)
+
+
+def test_shift_raises_risk(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, bundle, _ = world
+    monitor = load_monitor(bundle, "torch", engines_dir=tmp_path)
+    ind = [a.risk for a in _decisions(monitor, data, None)]
+    shifted = [a.risk for a in _decisions(monitor, data, "lighting")]
+    assert np.mean(shifted) > np.mean(ind)
+    assert min(shifted) > np.median(ind)  # the brightened background is far out of distribution
+
+
+def test_backends_make_the_same_decisions(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, bundle, _ = world
+    ort = load_monitor(bundle, "onnxruntime", engines_dir=tmp_path)
+    tor = load_monitor(bundle, "torch", engines_dir=tmp_path)
+    a, b = _decisions(ort, data, None), _decisions(tor, data, None)
+    assert [x.decision for x in a] == [y.decision for y in b]
+    # risk is an in-distribution rank: a 1e-6 difference can flip an element sitting at
+    # q = confidence_level and move the quantised c3_fraction by one or two ranks, no more
+    n_ref = min(len(v) for v in ort.calibration.reference.values())
+    assert np.allclose([x.risk for x in a], [y.risk for y in b], atol=3 / (n_ref + 1))
+    assert np.abs(a[0].confidence_map - b[0].confidence_map).max() < 1e-4
+
+
+def test_epsilon_must_match_calibration(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, bundle, _ = world
+    with pytest.raises(MonitorError, match="calibrated epsilon"):
+        load_monitor(bundle, "torch", epsilon=0.3, engines_dir=tmp_path)
+
+
+def test_retarget_moves_the_stop_threshold(world: tuple[Path, Path, Path]) -> None:
+    _, bundle, _ = world
+    cal = RiskCalibration.from_dict(load_bundle(bundle).calibration)
+    loose = retarget(cal, stop_alpha=0.5).stop_threshold
+    looser = retarget(cal, stop_alpha=0.9).stop_threshold
+    assert looser <= loose <= 1.0
+    assert cal.slow_threshold <= cal.stop_threshold
+
+
+def test_tampered_calibration_is_rejected(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, bundle, _ = world
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    text = (copy / "calibration.json").read_text()
+    (copy / "calibration.json").write_text(text.replace('"version": 1', '"version": 7'))
+    with pytest.raises(BundleError, match="hash"):
+        Monitor.from_bundle(copy, "torch", engines_dir=tmp_path)
+
+
+def test_risk_is_the_max_of_in_distribution_ranks() -> None:
+    cfg = RiskConfig(signals=("c3_fraction", "recon"))
+    cal = RiskCalibration(cfg, {"c3_fraction": np.linspace(0, 0.9, 10), "recon": np.arange(10.0)})
+    # c3_fraction 0.45 ranks 5/11 (0.0..0.4 are <=), recon 8.0 ranks 9/11
+    assert cal.signal_risk({"c3_fraction": 0.45, "recon": 8.0}) == pytest.approx(
+        {"c3_fraction": 5 / 11, "recon": 9 / 11}
+    )
+    assert cal.risk({"c3_fraction": 0.45, "recon": 8.0}) == pytest.approx(9 / 11)
+    with pytest.raises(RiskError, match="recon"):
+        cal.risk({"c3_fraction": 0.1})
+    with pytest.raises(RiskError, match=">= 10"):
+        RiskCalibration(cfg, {"c3_fraction": np.zeros(3), "recon": np.zeros(30)})
+
+
+def test_c3_signals_on_a_known_map() -> None:
+    q = np.full((2, 1, 2, 2), 0.9)
+    q[1, 0, 0, 0] = 0.1  # one doubted element in step 1
+    s = c3_signals(q, 0.5)
+    assert s["c3_fraction"] == pytest.approx(1 / 8)
+    assert s["c3_mean"] == pytest.approx(1 - (0.9 * 7 + 0.1) / 8)
+    assert s["c3_min_step"] == pytest.approx(1 - (0.9 * 3 + 0.1) / 4)
+    with pytest.raises(RiskError, match="NaN"):
+        c3_signals(np.full((1, 1, 2, 2), np.nan), 0.5)
+
+
+def test_localisation_points_at_the_dropped_region(
+    world: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    _, bundle, _ = world
+    monitor = load_monitor(bundle, "torch", engines_dir=tmp_path)
+    ref = np.asarray(monitor.calibration.info["reference_cell"])
+    h, c, lh, lw = monitor.horizon, *monitor.latent_shape
+    conf = np.broadcast_to(ref, (h, c, lh, lw)).copy()
+    conf[1:, :, 0:2, 2:4] -= 0.6  # top-right quadrant collapses from step 1 on
+    box, onset = monitor.localise(np.clip(conf, 0, 1))
+    assert onset == 1
+    x0, y0, x1, y1 = box
+    assert (
+        x0 >= 0.5 - 1e-9
+        and y1 <= 0.5 + 1e-9
+        and x1 == pytest.approx(1.0)
+        and y0 == pytest.approx(0.0)
+    )
+    assert (
+        monitor.decision_for(monitor.stop_threshold + 1e-9) is Decision.STOP
+        or monitor.stop_threshold >= 1.0
+    )

@@ -1,0 +1,371 @@
+"""The Monitor: one object that turns (context frames, action chunk) into an Assessment.
+
+Pipeline of one decision (architecture.md): encode the k context frames with the VAE → roll the
+world model out over the H actions the policy is about to execute (joint DDIM sampling or the
+deterministic predictor, on the first backend that loads: TensorRT → onnxruntime → torch) → C³
+confidence ``q̂(ε)`` of every predicted latent element → raw risk signals
+(:mod:`world_monitor.runtime.risk`) → calibrated risk → the model's decision from the bundle's
+calibrated thresholds, plus a localised alert (box in normalised image coordinates + onset step).
+
+It is shared by the ROS node, offline replay, evaluation and the benchmarks, and knows nothing
+about ROS. Hysteresis and the watchdog are the :class:`~world_monitor.runtime.gate.Gate`'s job.
+
+Localisation is *relative to in-distribution*: calibration stores the typical confidence per
+latent cell and per step on in-distribution data (the arm, for example, is always a little
+uncertain), and an alert's box surrounds the cells whose confidence dropped most below that
+reference; the onset is the first step whose drop reaches half of the largest step drop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from world_monitor.data.normalize import frames_to_float
+from world_monitor.runtime.risk import (
+    RiskCalibration,
+    RiskConfig,
+    RiskError,
+    c3_signals,
+    recon_error,
+)
+from world_monitor.runtime.types import Assessment, Decision
+
+__all__ = ["Monitor", "MonitorError", "RawDecision", "load_monitor"]
+
+LOG = logging.getLogger(__name__)
+DEFAULT_BACKENDS = ("tensorrt", "onnxruntime", "torch")
+#: A cell/step counts as "dropped" when its confidence fell at least this much below reference.
+MIN_DROP = 0.05
+
+
+class MonitorError(RuntimeError):
+    """The monitor cannot be built or used as asked (uncalibrated bundle, ε mismatch, ...)."""
+
+
+@dataclass
+class RawDecision:
+    """Everything one rollout produced, before calibration (used by calibrate and evaluate)."""
+
+    latents: np.ndarray  # [H, C, h, w] predicted latents
+    confidence: np.ndarray  # [H, C, h, w] q̂ at ε
+    context_latents: np.ndarray  # [k, C, h, w]
+    scores: dict[str, float]  # raw signals (risk.SIGNALS)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _parse_backends(backend: str | Sequence[str] | None) -> tuple[str, ...]:
+    if backend is None or backend == "":
+        return DEFAULT_BACKENDS
+    if isinstance(backend, str):
+        return tuple(b.strip() for b in backend.split(",") if b.strip())
+    return tuple(backend)
+
+
+class Monitor:
+    """See the module docstring. Build it with :meth:`from_bundle` (or :func:`load_monitor`)."""
+
+    def __init__(
+        self,
+        rollout: Any,
+        *,
+        context_length: int,
+        horizon: int,
+        action_dim: int,
+        image_size: tuple[int, int],
+        latent_shape: tuple[int, int, int],
+        risk_config: RiskConfig,
+        calibration: RiskCalibration | None,
+        backend_report: Any = None,
+        seed: int = 0,
+    ) -> None:
+        self.rollout = rollout
+        self.backend = rollout.backend
+        self.context_length = int(context_length)
+        self.horizon = int(horizon)
+        self.action_dim = int(action_dim)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.latent_shape = tuple(int(v) for v in latent_shape)
+        self.risk_config = risk_config
+        self.calibration = calibration
+        self.backend_report = backend_report
+        self.seed = int(seed)
+        self.backend_name = getattr(self.backend, "label", getattr(self.backend, "name", "?"))
+        self.stride = self.image_size[1] // self.latent_shape[2]
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_bundle(
+        cls,
+        path: str | Path,
+        backend: str | Sequence[str] | None = None,
+        *,
+        engines_dir: str | Path = "engines",
+        epsilon: float | None = None,
+        num_inference_steps: int | None = None,
+        allow_uncalibrated: bool = False,
+        export_missing: bool = True,
+        seed: int = 0,
+        **backend_opts: Any,
+    ) -> Monitor:
+        """Load and validate a bundle, pick a backend, and check the calibration matches.
+
+        Fails fast (``MonitorError``/``BundleError``/``BackendError``) on a bad bundle, a missing
+        or inconsistent calibration (unless ``allow_uncalibrated``, used by calibration itself),
+        or an ε different from the one the thresholds were calibrated at.
+        """
+        from world_monitor.models.bundle import bundle_hash, load_bundle
+        from world_monitor.models.world_model import WorldModel
+        from world_monitor.runtime.backends import create_backend
+        from world_monitor.runtime.engine_rollout import EngineRollout
+        from world_monitor.runtime.export import WorldModelModules
+
+        path = Path(path)
+        bundle = load_bundle(path)
+        calibration = None
+        if bundle.calibration:
+            try:
+                calibration = RiskCalibration.from_dict(bundle.calibration)
+            except RiskError as exc:
+                raise MonitorError(f"{path}: {exc}") from exc
+        elif not allow_uncalibrated:
+            raise MonitorError(
+                f"{path} has no calibration: run `world-monitor calibrate {path}` first "
+                "(thresholds are what make the gate's false-stop rate known)"
+            )
+        risk_config = calibration.config if calibration else RiskConfig()
+        if (
+            epsilon is not None
+            and calibration is not None
+            and abs(epsilon - risk_config.epsilon) > 1e-9
+        ):
+            raise MonitorError(
+                f"epsilon {epsilon} differs from the calibrated epsilon {risk_config.epsilon}; "
+                "re-run `world-monitor calibrate` with risk.epsilon to change it"
+            )
+        if epsilon is not None and calibration is None:
+            risk_config = RiskConfig(
+                epsilon=epsilon,
+                confidence_level=risk_config.confidence_level,
+                signals=risk_config.signals,
+            )
+
+        world = WorldModel.from_bundle(bundle)
+        modules = WorldModelModules.from_container(world)
+        backend_obj, report = create_backend(
+            _parse_backends(backend),
+            modules,
+            engines_dir,
+            model_hash=bundle_hash(path),
+            export_missing=export_missing,
+            **backend_opts,
+        )
+        LOG.info("%s", report.summary())
+        mode = "deterministic" if world.config.variant == "deterministic" else "joint"
+        steps = num_inference_steps or world.config.rollout.num_inference_steps
+        rollout = EngineRollout(
+            backend_obj,
+            mode=mode,
+            num_inference_steps=steps,
+            epsilon=risk_config.epsilon,
+            action_normalizer=world.normalize_actions,
+        )
+        manifest = bundle.manifest
+        return cls(
+            rollout,
+            context_length=world.config.context_length,
+            horizon=world.config.horizon,
+            action_dim=int(manifest["action_dim"]),
+            image_size=tuple(manifest["image_size"]),
+            latent_shape=world.config.latent_shape,
+            risk_config=risk_config,
+            calibration=calibration,
+            backend_report=report,
+            seed=seed,
+        )
+
+    # ------------------------------------------------------------------ thresholds
+    @property
+    def slow_threshold(self) -> float:
+        return self.calibration.slow_threshold if self.calibration else 1.0
+
+    @property
+    def stop_threshold(self) -> float:
+        return self.calibration.stop_threshold if self.calibration else 1.0
+
+    # ------------------------------------------------------------------ decisions
+    def _check(self, frames: np.ndarray, action_chunk: np.ndarray) -> None:
+        want = (self.context_length, *self.image_size, 3)
+        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.shape != want:
+            got = getattr(frames, "shape", None), getattr(frames, "dtype", type(frames).__name__)
+            raise ValueError(f"frames: expected uint8 {want}, got {got}")
+        chunk = np.asarray(action_chunk)
+        if chunk.shape != (self.horizon, self.action_dim) or not np.isfinite(chunk).all():
+            raise ValueError(
+                f"action_chunk: expected finite [{self.horizon}, {self.action_dim}], "
+                f"got {chunk.shape}"
+            )
+
+    def raw(
+        self,
+        frames: np.ndarray,
+        action_chunk: np.ndarray,
+        context_actions: np.ndarray | None = None,
+        *,
+        seed: int | None = None,
+    ) -> RawDecision:
+        """One rollout and its raw signals (no calibration needed)."""
+        self._check(frames, action_chunk)
+        t0 = time.perf_counter()
+        x = np.ascontiguousarray(frames_to_float(frames).transpose(0, 3, 1, 2))
+        ctx = self.backend.encode(x)
+        t1 = time.perf_counter()
+        result = self.rollout.rollout_latents(
+            ctx, action_chunk, context_actions, seed=self.seed if seed is None else seed
+        )
+        t2 = time.perf_counter()
+        recon = self.backend.decode(ctx[-1:])
+        scores = c3_signals(result.confidence, self.risk_config.confidence_level)
+        scores["recon"] = recon_error(x[-1:], recon)
+        t3 = time.perf_counter()
+        return RawDecision(
+            latents=result.latents,
+            confidence=result.confidence,
+            context_latents=ctx,
+            scores=scores,
+            latency_ms={
+                "encode": (t1 - t0) * 1e3,
+                "rollout": (t2 - t1) * 1e3,
+                "signals": (t3 - t2) * 1e3,
+            },
+        )
+
+    def assess(
+        self,
+        frames: np.ndarray,
+        action_chunk: np.ndarray,
+        stamp: float,
+        context_actions: np.ndarray | None = None,
+    ) -> Assessment:
+        """frames uint8 [k,H,W,3] (oldest first), raw action_chunk [H,A] → Assessment."""
+        if self.calibration is None:
+            raise MonitorError("monitor is uncalibrated: assess() needs calibrated thresholds")
+        t0 = time.perf_counter()
+        raw = self.raw(frames, action_chunk, context_actions)
+        t1 = time.perf_counter()
+        risk = self.calibration.risk(raw.scores)
+        decision = self.decision_for(risk)
+        box, onset = (
+            self.localise(raw.confidence) if decision is not Decision.PROCEED else (None, None)
+        )
+        step_conf = raw.confidence.reshape(self.horizon, -1).mean(axis=1).astype(np.float32)
+        latency = dict(raw.latency_ms)
+        latency["risk"] = (time.perf_counter() - t1) * 1e3
+        latency["total"] = (time.perf_counter() - t0) * 1e3
+        return Assessment(
+            stamp=float(stamp),
+            risk=float(risk),
+            decision=decision,
+            step_confidence=step_conf,
+            confidence_map=raw.confidence.astype(np.float32, copy=False),
+            epsilon=self.risk_config.epsilon,
+            box=box,
+            onset_step=onset,
+            latency_ms=latency,
+            backend=self.backend_name,
+            signals=dict(raw.scores),
+        )
+
+    def decision_for(self, risk: float) -> Decision:
+        """Alarm iff risk is *above* a threshold (the conformal convention, uq.detection)."""
+        if risk > self.stop_threshold:
+            return Decision.STOP
+        if risk > self.slow_threshold:
+            return Decision.SLOW
+        return Decision.PROCEED
+
+    def localise(
+        self, confidence: np.ndarray
+    ) -> tuple[tuple[float, float, float, float] | None, int | None]:
+        """Box (normalised x0,y0,x1,y1) of the largest region whose confidence dropped most below
+        the in-distribution reference, and the first step whose drop reaches half the peak."""
+        from world_monitor.uq.localization import box_from_confidence
+
+        q = np.asarray(confidence, dtype=np.float64)
+        cell = q.mean(axis=1).min(axis=0)  # [h, w]: worst step, channel mean
+        step = q.reshape(q.shape[0], -1).mean(axis=1)  # [H]
+        info = self.calibration.info if self.calibration else {}
+        ref_cell = np.asarray(info.get("reference_cell", np.ones_like(cell)), dtype=np.float64)
+        ref_step = np.asarray(info.get("reference_step", np.ones_like(step)), dtype=np.float64)
+        if ref_cell.shape != cell.shape or ref_step.shape != step.shape:
+            ref_cell, ref_step = np.ones_like(cell), np.ones_like(step)
+        drop = ref_cell - cell
+        peak = float(drop.max())
+        box = None
+        if peak >= MIN_DROP:
+            thr = max(MIN_DROP, 0.5 * peak)
+            box = box_from_confidence(
+                -drop, -thr + 1e-12, stride=self.stride, image_size=self.image_size
+            )
+        step_drop = ref_step - step
+        onset = None
+        if float(step_drop.max()) >= MIN_DROP / 5:
+            onset = int(np.flatnonzero(step_drop >= 0.5 * step_drop.max())[0])
+        return (tuple(float(v) for v in box) if box is not None else None), onset
+
+    def describe(self) -> dict[str, Any]:
+        """What loaded and how it is configured (diagnostics, summaries)."""
+        return {
+            "backend": self.backend_name,
+            "backend_report": self.backend_report.to_dict() if self.backend_report else None,
+            "context_length": self.context_length,
+            "horizon": self.horizon,
+            "image_size": list(self.image_size),
+            "risk": self.risk_config.to_dict(),
+            "thresholds": {"slow": self.slow_threshold, "stop": self.stop_threshold},
+            "calibrated": self.calibration is not None,
+        }
+
+
+def load_monitor(
+    bundle: str | Path,
+    backend: str | Sequence[str] | None = None,
+    *,
+    epsilon: float | None = None,
+    target_false_alarm_rate: float | None = None,
+    engine_file_path: str | None = None,
+    force_engine_update: bool = False,
+    enable_fp16: bool = True,
+    engines_dir: str | Path | None = None,
+    config: Mapping[str, Any] | None = None,
+    allow_uncalibrated: bool = False,
+) -> Monitor:
+    """Factory used by the ROS node and replay (their parameter names, Isaac ROS vocabulary).
+
+    ``target_false_alarm_rate`` re-derives the STOP threshold from the per-episode calibration
+    scores stored in the bundle (no new data needed); ``engine_file_path`` is the engine cache
+    directory for TensorRT/ONNX files.
+    """
+    order = _parse_backends(backend)
+    opts: dict[str, Any] = {}
+    if "tensorrt" in order:
+        opts.update(force_engine_update=force_engine_update, enable_fp16=enable_fp16)
+    monitor = Monitor.from_bundle(
+        bundle,
+        order,
+        engines_dir=engines_dir or engine_file_path or "engines",
+        epsilon=epsilon,
+        allow_uncalibrated=allow_uncalibrated,
+        **opts,
+    )
+    if target_false_alarm_rate is not None and monitor.calibration is not None:
+        from world_monitor.runtime.calibrate import retarget
+
+        retarget(monitor.calibration, stop_alpha=float(target_false_alarm_rate))
+    return monitor

@@ -1,0 +1,201 @@
+"""From one rollout's C³ confidence (and an input-side signal) to a calibrated risk in [0, 1].
+
+Why this shape:
+
+* **Raw signals** are cheap summaries of one decision. From the C³ map ``q̂ [H,C,h,w]``:
+  ``c3_mean`` = 1 − mean q̂ (overall doubt), ``c3_fraction`` = fraction of latent elements with
+  q̂ below ``confidence_level`` (how much of the future the model doubts), ``c3_min_step`` =
+  1 − min over steps of the step's mean q̂ (the worst predicted moment). Input side:
+  ``recon`` = the VAE reconstruction error of the newest camera frame (appearance shifts show in
+  the input; dynamics shifts only in the action-conditioned prediction — see the shared
+  measurements, which is why both kinds are available).
+* **Calibration to a common scale.** Each raw signal is mapped through the empirical CDF of the
+  same signal on held-out in-distribution decisions (``reference``):
+  ``p_s = #{reference ≤ s} / (n + 1)`` (ties within a relative 1e-5 count as equal). So a risk of 0.99 means "higher than 99% of what the
+  model produced on in-distribution data", whatever the signal's units. Several signals are
+  fused by the maximum of their ``p_s`` (an alarm from either kind of evidence counts).
+* **Thresholds** on that risk (SLOW, STOP) are then chosen by split-conformal calibration on a
+  *different* set of in-distribution episodes (see :mod:`world_monitor.runtime.calibrate`), so the
+  CDF fit does not leak into the false-alarm guarantee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "C3_SIGNALS",
+    "SIGNALS",
+    "RiskCalibration",
+    "RiskConfig",
+    "RiskError",
+    "c3_signals",
+    "recon_error",
+]
+
+C3_SIGNALS = ("c3_mean", "c3_fraction", "c3_min_step")
+SIGNALS = (*C3_SIGNALS, "recon")
+CALIBRATION_VERSION = 1
+#: Scores within this relative distance of a reference value rank as equal to it. Backends differ
+#: by ~1e-6 (ONNX/TensorRT vs torch), and reference scores can tie (identical frames give
+#: identical reconstruction errors), so without a tolerance a 1e-8 difference could move the rank
+#: across a whole cluster of ties and change a decision between backends.
+RANK_RTOL = 1e-5
+
+
+class RiskError(ValueError):
+    """The risk configuration or the calibration data is unusable; the message says which."""
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """How one decision's risk is computed (stored in the bundle's calibration.json)."""
+
+    #: The C³ tolerance ε at which the confidence map is read.
+    epsilon: float = 0.5
+    #: A latent element "is doubted" when q̂ < confidence_level (``c3_fraction``, localisation).
+    confidence_level: float = 0.5
+    #: Signals fused into the risk (any of :data:`SIGNALS`).
+    signals: tuple[str, ...] = ("c3_fraction", "recon")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.epsilon <= 2:
+            raise RiskError(f"risk.epsilon must be in (0, 2], got {self.epsilon}")
+        if not 0 < self.confidence_level < 1:
+            raise RiskError(f"risk.confidence_level must be in (0, 1), got {self.confidence_level}")
+        unknown = [s for s in self.signals if s not in SIGNALS]
+        if unknown or not self.signals:
+            raise RiskError(f"risk.signals {list(self.signals)}: choose from {list(SIGNALS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epsilon": self.epsilon,
+            "confidence_level": self.confidence_level,
+            "signals": list(self.signals),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RiskConfig:
+        try:
+            return cls(
+                epsilon=float(data["epsilon"]),
+                confidence_level=float(data["confidence_level"]),
+                signals=tuple(str(s) for s in data["signals"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise RiskError(f"calibration.risk: missing or ill-typed field ({exc})") from exc
+
+
+def c3_signals(confidence: np.ndarray, confidence_level: float) -> dict[str, float]:
+    """The C³ raw signals of one rollout's confidence map ``[H, C, h, w]`` (higher = riskier)."""
+    q = np.asarray(confidence, dtype=np.float64)
+    if q.ndim != 4 or q.size == 0:
+        raise RiskError(f"confidence map must be [H, C, h, w], got shape {q.shape}")
+    if not np.isfinite(q).all():
+        raise RiskError("confidence map contains NaN/Inf")
+    step_mean = q.reshape(q.shape[0], -1).mean(axis=1)
+    return {
+        "c3_mean": float(1.0 - q.mean()),
+        "c3_fraction": float((q < confidence_level).mean()),
+        "c3_min_step": float(1.0 - step_mean.min()),
+    }
+
+
+def recon_error(frame: np.ndarray, reconstruction: np.ndarray) -> float:
+    """Mean squared error between a frame and its VAE reconstruction, both in [-1, 1]."""
+    a = np.asarray(frame, dtype=np.float64)
+    b = np.asarray(reconstruction, dtype=np.float64)
+    if a.shape != b.shape:
+        raise RiskError(f"reconstruction shape {b.shape} != frame shape {a.shape}")
+    return float(np.mean((a - b) ** 2))
+
+
+@dataclass
+class RiskCalibration:
+    """Per-signal in-distribution reference scores and the SLOW/STOP thresholds on the risk."""
+
+    config: RiskConfig
+    #: signal -> sorted in-distribution scores (the empirical CDF's support).
+    reference: dict[str, np.ndarray]
+    slow_threshold: float = 1.0
+    stop_threshold: float = 1.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.config.signals:
+            ref = self.reference.get(name)
+            if ref is None or len(ref) < 10:
+                raise RiskError(
+                    f"calibration.reference[{name!r}]: need >= 10 in-distribution scores, "
+                    f"got {0 if ref is None else len(ref)}"
+                )
+            arr = np.sort(np.asarray(ref, dtype=np.float64))
+            if not np.isfinite(arr).all():
+                raise RiskError(f"calibration.reference[{name!r}] contains NaN/Inf")
+            self.reference[name] = arr
+        if not 0.0 <= self.slow_threshold <= self.stop_threshold <= 1.0:
+            raise RiskError(
+                f"calibration thresholds must satisfy 0 <= slow ({self.slow_threshold}) <= "
+                f"stop ({self.stop_threshold}) <= 1"
+            )
+
+    def signal_risk(self, scores: Mapping[str, float]) -> dict[str, float]:
+        """Each configured signal's empirical-CDF value in [0, 1)."""
+        out = {}
+        for name in self.config.signals:
+            if name not in scores:
+                raise RiskError(f"signal {name!r} missing from the decision's scores")
+            ref = self.reference[name]
+            value = float(scores[name])
+            rank = np.searchsorted(ref, value + RANK_RTOL * max(abs(value), 1e-12), side="right")
+            out[name] = float(rank / (len(ref) + 1))
+        return out
+
+    def risk(self, scores: Mapping[str, float]) -> float:
+        """The fused risk: the largest per-signal CDF value."""
+        return max(self.signal_risk(scores).values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": CALIBRATION_VERSION,
+            "risk": self.config.to_dict(),
+            "reference": {k: [float(x) for x in self.reference[k]] for k in self.config.signals},
+            "thresholds": {"slow": self.slow_threshold, "stop": self.stop_threshold},
+            **self.info,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RiskCalibration:
+        if not isinstance(data, Mapping):
+            raise RiskError("calibration.json: expected a JSON object")
+        if data.get("version") != CALIBRATION_VERSION:
+            raise RiskError(
+                f"calibration.json: version {data.get('version')!r} is not supported "
+                f"(expected {CALIBRATION_VERSION}); re-run `world-monitor calibrate`"
+            )
+        try:
+            config = RiskConfig.from_dict(data["risk"])
+            reference = {k: np.asarray(v, dtype=np.float64) for k, v in data["reference"].items()}
+            thresholds = data["thresholds"]
+            slow, stop = float(thresholds["slow"]), float(thresholds["stop"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RiskError(f"calibration.json: missing or ill-typed field ({exc})") from exc
+        info = {
+            k: v for k, v in data.items() if k not in ("version", "risk", "reference", "thresholds")
+        }
+        return cls(config, reference, slow, stop, info)
+
+    @classmethod
+    def fit_reference(
+        cls, config: RiskConfig, decisions: Sequence[Mapping[str, float]]
+    ) -> RiskCalibration:
+        """Reference distributions from in-distribution decisions' raw scores (thresholds at 1)."""
+        reference = {
+            name: np.asarray([d[name] for d in decisions], dtype=np.float64)
+            for name in config.signals
+        }
+        return cls(config, reference)
