@@ -1,0 +1,217 @@
+"""`world-monitor evaluate`: metric plumbing on hand-made numbers, then end to end on a tiny world."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_world import TINY_OVERRIDES, make_tiny_dataset
+
+from world_monitor.cli import main
+from world_monitor.config import load_config
+from world_monitor.runtime.calibrate import calibrate_bundle
+from world_monitor.runtime.evaluate import (
+    DecisionScore,
+    EpisodeEval,
+    EvaluateOptions,
+    compute_metrics,
+    detection,
+    evaluate_bundle,
+    localisation,
+    stop_before_failure,
+)
+from world_monitor.training.trainer import train
+from world_monitor.uq.localization import box_from_mask
+
+
+# ---------------------------------------------------------------------------- metric plumbing
+def test_detection_known_answers() -> None:
+    sep = detection([0.1, 0.2, 0.3], [0.7, 0.8, 0.9], fpr=0.05)
+    assert sep["auroc"] == 1.0 and sep["tpr_at_fpr0.05"] == 1.0
+    same = detection([0.5] * 4, [0.5] * 4)
+    assert same["auroc"] == 0.5
+    flipped = detection([0.7, 0.8], [0.1, 0.2])
+    assert flipped["auroc"] == 0.0 and flipped["tpr_at_fpr0.05"] == 0.0
+    # NaNs (undefined oracle at the last frame) are dropped, not counted
+    assert detection([0.1, math.nan], [0.9])["n_neg"] == 1
+    # an empty side gives no number rather than a made-up one
+    assert detection([], [0.9])["auroc"] is None
+
+
+def test_stop_before_failure_timeline() -> None:
+    steps = [1, 5, 9, 13, 17]
+    # first stop at t=9, failure at 17, 10 fps -> 0.8 s of warning
+    ok, lead = stop_before_failure(steps, [0.1, 0.2, 0.99, 0.5, 0.99], 17, 0.9, 10.0)
+    assert ok and lead == pytest.approx(0.8)
+    # first stop at the failure step itself is too late
+    assert stop_before_failure(steps, [0.1, 0.2, 0.3, 0.3, 0.99], 17, 0.9, 10.0) == (False, None)
+    # never stops
+    assert stop_before_failure(steps, [0.1] * 5, 17, 0.9, 10.0) == (False, None)
+
+
+def _ep(
+    eid: str,
+    family: str,
+    risks: list[float],
+    *,
+    onset: int | None = None,
+    failure: int | None = None,
+    boxes: list | None = None,
+    true_boxes: list | None = None,
+) -> EpisodeEval:
+    ep = EpisodeEval(eid, family, onset, failure, length=20, fps=10.0)
+    for i, r in enumerate(risks):
+        t = 1 + 4 * i
+        post = family != "in_distribution" and t >= (onset or 0)
+        scores = {"c3_risk": r, "recon": r, "oracle": math.nan if i == len(risks) - 1 else r}
+        box = boxes[i] if boxes else None
+        tb = true_boxes[i] if true_boxes else None
+        ep.decisions.append(DecisionScore(t, post, scores, box, tb))
+    return ep
+
+
+def test_localisation_iou_one_for_the_mask_box() -> None:
+    mask = np.zeros((16, 16), dtype=bool)
+    mask[4:8, 6:12] = True
+    truth = box_from_mask(mask)
+    assert truth == (6 / 16, 4 / 16, 12 / 16, 8 / 16)
+    ep = _ep(
+        "s",
+        "lighting",
+        [0.1, 0.95, 0.95],
+        onset=5,
+        boxes=[None, truth, truth],
+        true_boxes=[None, truth, truth],
+    )
+    loc = localisation([ep], slow=0.9)
+    assert loc["box_iou"] == 1.0 and loc["center_distance"] == 0.0
+    assert loc["alert_iou_mean"] == 1.0
+    # first alarm at t=5, true onset 5 -> time distance 0
+    assert loc["time_distance_pct"] == 0.0 and loc["deeptrace"]["accuracy"] == 100.0
+
+
+def test_compute_metrics_on_a_hand_made_world() -> None:
+    stop, slow = 0.9, 0.5
+    ind = [
+        _ep("id0", "in_distribution", [0.1, 0.2, 0.3]),
+        _ep("id1", "in_distribution", [0.2, 0.95, 0.1]),  # a false stop
+        _ep("id2", "in_distribution", [0.1, 0.1, 0.1], failure=15),  # fails, never stopped
+        _ep("id3", "in_distribution", [0.3, 0.2, 0.4]),
+    ]
+    shifted = [
+        _ep("l0", "lighting", [0.96, 0.97, 0.98], onset=0, failure=13),  # stop at 1: 1.2 s lead
+        _ep("l1", "lighting", [0.1, 0.6, 0.7], onset=5),  # slow only
+        _ep("l2", "lighting", [0.95, 0.1, 0.99], onset=5, failure=9),  # stop before onset
+    ]
+    m = compute_metrics(ind + shifted, slow=slow, stop=stop, detectors=["c3_risk", "oracle"])
+    fs = m["in_distribution"]["false_stop"]
+    assert (fs["k"], fs["n"], fs["rate"]) == (1, 4, 0.25)
+    assert fs["wilson95"][0] < 0.25 < fs["wilson95"][1]
+    assert m["in_distribution"]["stopped_before_failure"]["k"] == 0
+    fam = m["families"]["lighting"]
+    # post-onset maxima 0.98, 0.7, 0.99 vs ID maxima 0.3, 0.95, 0.1, 0.4
+    assert fam["tpr_at_stop"]["k"] == 2 and fam["tpr_at_slow"]["k"] == 3
+    assert fam["false_stop_before_onset"]["k"] == 1 and fam["false_stop_before_onset"]["n"] == 2
+    ep_auc = fam["detectors"]["c3_risk"]["episode"]["auroc"]
+    assert ep_auc == pytest.approx(11 / 12)  # 0.7 loses to 0.95 only; 0.98, 0.99 beat all
+    # both failing lighting episodes stopped before failing: leads 1.2 s and 0.8 s
+    assert fam["stopped_before_failure"]["k"] == 2
+    assert fam["median_lead_time_s"] == pytest.approx(1.0)
+    # the oracle is undefined at each episode's last decision and those are dropped
+    assert fam["detectors"]["oracle"]["decision"]["n_neg"] == 8
+    assert m["mean_over_families"]["ranking"][0] in ("c3_risk", "oracle")
+
+
+# --------------------------------------------------------------------------- end to end (tiny)
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(dataset, calibrated bundle, engines dir), trained once for the module."""
+    import torch
+
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("evaluate")
+    data = make_tiny_dataset(base / "ds", calib=24, test=6)
+    cfg = load_config([*TINY_OVERRIDES, "train.dynamics.steps=40", "train.vae.steps=60"])
+    train(cfg, base / "run", data_root=data, command="pytest evaluate", progress=False)
+    bundle = base / "run" / "bundle"
+    engines = base / "engines"
+    calibrate_bundle(bundle, data, stride=2, progress=False, engines_dir=engines, backend="torch")
+    return data, bundle, engines
+
+
+def test_evaluate_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, bundle, engines = world
+    opts = EvaluateOptions(
+        stride=1, backend="torch", engines_dir=engines, seeds=2, progress=False, command="test"
+    )
+    report = evaluate_bundle(bundle, data, tmp_path, opts)
+    for name in ("evaluation.json", "evaluation.md", "roc_lighting.png", "roc_all.png"):
+        assert (tmp_path / name).is_file(), name
+    doc = json.loads((tmp_path / "evaluation.json").read_text())
+    for key in (
+        "command",
+        "bundle_hash",
+        "dataset",
+        "thresholds",
+        "in_distribution",
+        "families",
+        "mean_over_families",
+        "dynamics_note",
+        "baselines_status",
+        "definitions",
+        "episodes",
+    ):
+        assert key in doc, key
+    fam = doc["families"]["lighting"]
+    assert set(fam["detectors"]) == {
+        "c3_risk",
+        "c3_mean",
+        "c3_fraction",
+        "c3_min_step",
+        "recon",
+        "sample_spread",
+        "oracle",
+    }
+    for key in (
+        "tpr_at_stop",
+        "tpr_at_slow",
+        "false_stop_before_onset",
+        "localisation",
+        "stopped_before_failure",
+        "median_lead_time_s",
+    ):
+        assert key in fam, key
+    assert fam["episodes"] == 2 and fam["episodes_mid_onset"] == 1
+    assert fam["detectors"]["recon"]["episode"]["auroc"] > 0.5  # the background brightens
+    assert doc["in_distribution"]["episodes"] == 6
+    assert doc["baselines_status"]["ensemble"].startswith("not run")
+    assert "ensemble" not in report["detectors"]  # no fake numbers
+    assert "not applicable" in doc["baselines_status"]["mc_dropout"]
+    spread = [d["sample_spread"] for e in doc["episodes"] for d in e["decisions"]]
+    assert all(s is not None and s >= 0 for s in spread)
+    md = (tmp_path / "evaluation.md").read_text()
+    assert "| lighting |" in md and "C³ risk AUROC ep/dec" in md
+
+
+def test_evaluate_cli_with_ensemble(
+    world: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, bundle, engines = world
+    out = tmp_path / "eval"
+    argv = ["evaluate", str(bundle), "--data", str(data), "--out", str(out), "--stride", "3"]
+    argv += ["--backend", "torch", "--engines-dir", str(engines), "--no-progress"]
+    argv += ["--baselines", "ensemble,recon", "--ensemble", str(bundle)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "lighting" in printed and "evaluation.json" in printed
+    doc = json.loads((out / "evaluation.json").read_text())
+    assert doc["command"].startswith("world-monitor evaluate")
+    assert doc["baselines_status"]["ensemble"].startswith("run")
+    # the same bundle, inputs and seed: the ensemble agrees with itself exactly
+    values = [d["ensemble"] for e in doc["episodes"] for d in e["decisions"]]
+    assert values and all(v == pytest.approx(0.0, abs=1e-6) for v in values)
+    assert doc["families"]["lighting"]["detectors"]["ensemble"]["episode"]["auroc"] == 0.5
+    assert doc["baselines_status"]["sample_spread"].startswith("not run")

@@ -1,0 +1,864 @@
+"""`world-monitor evaluate`: does the calibrated monitor detect shifts, stop before failures, and
+point at the right place — measured against baselines run in the same pass.
+
+Why one pass: detection claims are only comparable when every detector scores exactly the same
+decisions (conventions: AUROC / TPR at a fixed false-alarm rate, against baselines run in the same
+script). So the monitor is rolled out once per decision point — the same points as calibration
+and replay (:func:`world_monitor.data.chunks.decision_points`, every ``stride`` frames) — and each
+decision is scored by
+
+* the **C³ risk** (the bundle's calibrated, fused risk, what the gate acts on) and each raw
+  signal alone (``c3_mean``, ``c3_fraction``, ``c3_min_step``, ``recon``);
+* baselines (:mod:`world_monitor.runtime.baselines`): seed spread of the sampled prediction
+  (diffusion-noise heuristic), disagreement with an ensemble of other bundles, VAE
+  reconstruction error (= ``recon``), and the after-the-fact oracle prediction error.
+
+Labels. Negatives are the in-distribution test split. Positives of a shift family are its test
+episodes; for a mid-episode onset only decisions at ``t >= onset`` count as shifted (earlier ones
+are in-distribution inputs and are used for the pre-onset false-stop rate instead). An episode's
+score is its maximum over the decisions that carry its label (all decisions for in-distribution
+episodes, post-onset ones for shifted episodes) — the event "this episode would have raised an
+alarm because of the shift", which is also what the per-episode conformal thresholds bound.
+
+Everything is deterministic: fixed sampling seeds, fixed episode order, 1 torch thread by default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from world_monitor.runtime.baselines import (
+    MC_DROPOUT_NOTE,
+    EnsembleBaseline,
+    oracle_error,
+    sample_spread,
+)
+from world_monitor.uq.detection import (
+    auroc,
+    first_alarm_step,
+    lead_time,
+    roc,
+    tpr_at_fpr,
+    wilson_interval,
+)
+from world_monitor.uq.localization import (
+    Box,
+    box_from_mask,
+    box_iou,
+    onset_time_distance,
+    score_localization,
+)
+
+__all__ = [
+    "BASELINES",
+    "DETECTORS",
+    "DecisionScore",
+    "EpisodeEval",
+    "EvaluateOptions",
+    "compute_metrics",
+    "detection",
+    "evaluate_bundle",
+    "format_table",
+    "localisation",
+    "stop_before_failure",
+]
+
+LOG = logging.getLogger(__name__)
+
+ID_FAMILY = "in_distribution"
+SIGNAL_DETECTORS = ("c3_risk", "c3_mean", "c3_fraction", "c3_min_step", "recon")
+#: Baselines selectable with ``--baselines`` (``recon`` is always computed: it is a monitor signal).
+BASELINES = ("spread", "ensemble", "recon", "oracle")
+DETECTORS = (*SIGNAL_DETECTORS, "sample_spread", "ensemble", "oracle")
+DETECTOR_LABELS = {
+    "c3_risk": "C³ risk (calibrated, fused)",
+    "c3_mean": "c3_mean alone",
+    "c3_fraction": "c3_fraction alone",
+    "c3_min_step": "c3_min_step alone",
+    "recon": "VAE reconstruction error (recon)",
+    "sample_spread": "diffusion sample spread over seeds",
+    "ensemble": "latent-ensemble disagreement (decoded)",
+    "oracle": "oracle: true prediction error (after the fact)",
+}
+#: Appearance families: the shift is visible in the camera frame itself.
+APPEARANCE_FAMILIES = (
+    "lighting",
+    "unseen_object",
+    "distractor",
+    "camera_pose",
+    "table_color",
+    "ee_appearance",
+)
+
+
+# ------------------------------------------------------------------------------------- records
+@dataclass
+class DecisionScore:
+    """One decision: its frame, whether the shift is active, every detector's score, the alert box.
+
+    ``scores`` holds NaN for a detector that was not run or is undefined at this decision (the
+    oracle has no future frame at the episode's last frame).
+    """
+
+    t: int
+    post: bool
+    scores: dict[str, float]
+    box: Box | None = None
+    true_box: Box | None = None
+
+
+@dataclass
+class EpisodeEval:
+    """One evaluated episode with what the metrics need from its record."""
+
+    id: str
+    family: str
+    onset: int | None
+    failure_step: int | None
+    length: int
+    fps: float
+    decisions: list[DecisionScore] = field(default_factory=list)
+
+    @property
+    def shifted(self) -> bool:
+        return self.family != ID_FAMILY
+
+    def labelled(self) -> list[DecisionScore]:
+        """Decisions that carry the episode's label (post-onset ones for a shifted episode)."""
+        return [d for d in self.decisions if d.post] if self.shifted else list(self.decisions)
+
+    def max_score(self, detector: str) -> float:
+        vals = [d.scores.get(detector, math.nan) for d in self.labelled()]
+        vals = [v for v in vals if not math.isnan(v)]
+        return max(vals) if vals else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "family": self.family,
+            "onset": self.onset,
+            "failure_step": self.failure_step,
+            "length": self.length,
+            "fps": self.fps,
+            "decisions": [
+                {
+                    "t": d.t,
+                    "post_onset": d.post,
+                    **{k: _num(v) for k, v in d.scores.items()},
+                    "box": list(d.box) if d.box else None,
+                    "true_box": list(d.true_box) if d.true_box else None,
+                }
+                for d in self.decisions
+            ],
+        }
+
+
+def _num(v: float | None) -> float | None:
+    """JSON-safe number: NaN/inf become null (strict JSON has no NaN)."""
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+# ------------------------------------------------------------------------------- metric pieces
+def detection(
+    negatives: Sequence[float], positives: Sequence[float], *, fpr: float = 0.05
+) -> dict[str, Any]:
+    """AUROC and TPR at a fixed false-positive rate, positives vs negatives (NaNs dropped).
+
+    Returns ``None`` metrics when either side is empty, rather than a made-up number.
+    """
+    neg = np.asarray([v for v in negatives if not math.isnan(v)], dtype=np.float64)
+    pos = np.asarray([v for v in positives if not math.isnan(v)], dtype=np.float64)
+    out: dict[str, Any] = {"n_neg": int(neg.size), "n_pos": int(pos.size)}
+    if neg.size == 0 or pos.size == 0:
+        return {**out, "auroc": None, f"tpr_at_fpr{fpr:g}": None}
+    scores = np.concatenate([neg, pos])
+    labels = np.concatenate([np.zeros(neg.size, int), np.ones(pos.size, int)])
+    return {
+        **out,
+        "auroc": float(auroc(scores, labels)),
+        f"tpr_at_fpr{fpr:g}": float(tpr_at_fpr(scores, labels, fpr)),
+    }
+
+
+def stop_before_failure(
+    steps: Sequence[int],
+    risks: Sequence[float],
+    failure_step: int,
+    threshold: float,
+    fps: float,
+) -> tuple[bool, float | None]:
+    """Was the first STOP (risk > threshold) strictly before the failure, and by how many seconds?
+
+    Uses the first alarm of the whole episode: that STOP is what halts the robot, so a later
+    alarm never happens in practice. Lead time = (failure_step − stop step) / fps
+    (:func:`~world_monitor.uq.detection.lead_time`); None if there was no stop before the failure.
+    """
+    idx = first_alarm_step(np.asarray(risks, dtype=np.float64), threshold)
+    if idx is None:
+        return False, None
+    lead = lead_time(int(steps[idx]), int(failure_step), fps)
+    if lead is None or lead <= 0:
+        return False, None
+    return True, float(lead)
+
+
+def localisation(episodes: Sequence[EpisodeEval], slow: float) -> dict[str, Any]:
+    """DeepTraceReward-style scores of the alerts (risk > SLOW after onset) on shifted episodes.
+
+    Per episode: detected = any post-onset alert; the box is the monitor's box of the **first**
+    post-onset alert, compared with the ground-truth mask box of that decision's frame; the onset
+    distance compares the first alarm of the whole episode (pre-onset false alarms count against
+    it) with the true onset, as % of the episode length. Box metrics use only episodes that have
+    a ground-truth box (shifts without a visible region, e.g. dynamics, have none); undetected
+    ones count as IoU 0 (as in DeepTraceReward). ``alert_iou_mean`` averages IoU over every
+    post-onset alert with a ground-truth box.
+    """
+    if not episodes:
+        return {"n": 0}
+    detected, pred_boxes, true_boxes, onsets_pred, onsets_true, lengths = [], [], [], [], [], []
+    tds, alert_ious = [], []
+    for ep in episodes:
+        first_any = next((d.t for d in ep.decisions if d.scores["c3_risk"] > slow), None)
+        post_alerts = [d for d in ep.decisions if d.post and d.scores["c3_risk"] > slow]
+        true_onset = ep.onset or 0
+        tds.append(onset_time_distance(first_any, true_onset, ep.length))
+        alert_ious += [box_iou(d.box, d.true_box) for d in post_alerts if d.true_box]
+        first = post_alerts[0] if post_alerts else None
+        true_box = first.true_box if first else _first_true_box(ep)
+        if true_box is None:
+            continue
+        detected.append(first is not None)
+        pred_boxes.append(first.box if first else None)
+        true_boxes.append(true_box)
+        onsets_pred.append(first_any)
+        onsets_true.append(true_onset)
+        lengths.append(ep.length)
+    out: dict[str, Any] = {
+        "n": len(episodes),
+        "time_distance_pct": float(np.mean(tds)),
+        "detected_pct": 100.0
+        * float(
+            np.mean(
+                [any(d.post and d.scores["c3_risk"] > slow for d in e.decisions) for e in episodes]
+            )
+        ),
+        "n_with_true_box": len(detected),
+        "alert_iou_mean": float(np.mean(alert_ious)) if alert_ious else None,
+        "n_alerts_with_true_box": len(alert_ious),
+    }
+    if detected:
+        score = score_localization(
+            detected, pred_boxes, true_boxes, onsets_pred, onsets_true, lengths
+        )
+        out["deeptrace"] = score.to_dict()  # iou ×100, centre distance, time distance %, overall
+        out["box_iou"] = score.iou / 100.0
+        out["center_distance"] = score.center_distance
+    else:
+        out["deeptrace"], out["box_iou"], out["center_distance"] = None, None, None
+    return out
+
+
+def _first_true_box(ep: EpisodeEval) -> Box | None:
+    return next((d.true_box for d in ep.decisions if d.post and d.true_box), None)
+
+
+def _rate(k: int, n: int) -> dict[str, Any]:
+    lo, hi = wilson_interval(k, n)
+    return {"k": k, "n": n, "rate": (k / n) if n else None, "wilson95": [lo, hi]}
+
+
+def _failure_metrics(episodes: Sequence[EpisodeEval], stop: float) -> dict[str, Any]:
+    failing = [e for e in episodes if e.failure_step is not None]
+    stopped, leads = 0, []
+    for ep in failing:
+        ok, lead = stop_before_failure(
+            [d.t for d in ep.decisions],
+            [d.scores["c3_risk"] for d in ep.decisions],
+            int(ep.failure_step),  # type: ignore[arg-type]
+            stop,
+            ep.fps,
+        )
+        stopped += int(ok)
+        if lead is not None:
+            leads.append(lead)
+    return {
+        "failing_episodes": len(failing),
+        "stopped_before_failure": _rate(stopped, len(failing)),
+        "median_lead_time_s": float(np.median(leads)) if leads else None,
+        "lead_times_s": leads,
+    }
+
+
+# ------------------------------------------------------------------------------ all the metrics
+def compute_metrics(
+    episodes: Sequence[EpisodeEval],
+    *,
+    slow: float,
+    stop: float,
+    detectors: Sequence[str],
+    fpr: float = 0.05,
+) -> dict[str, Any]:
+    """Every number of the report from scored episodes (pure: no model, so it is unit-testable)."""
+    ind = [e for e in episodes if not e.shifted]
+    families = sorted({e.family for e in episodes if e.shifted})
+    id_dec = {k: [d.scores.get(k, math.nan) for e in ind for d in e.decisions] for k in detectors}
+    id_ep = {k: [e.max_score(k) for e in ind] for k in detectors}
+    id_max_risk = np.asarray([e.max_score("c3_risk") for e in ind])
+    out: dict[str, Any] = {
+        ID_FAMILY: {
+            "episodes": len(ind),
+            "decisions": sum(len(e.decisions) for e in ind),
+            "false_stop": _rate(int((id_max_risk > stop).sum()), len(ind)),
+            "false_slow": _rate(int((id_max_risk > slow).sum()), len(ind)),
+            **_failure_metrics(ind, stop),
+        },
+        "families": {},
+    }
+    for fam in families:
+        eps = [e for e in episodes if e.family == fam]
+        scored = [e for e in eps if e.labelled()]
+        det: dict[str, Any] = {}
+        for k in detectors:
+            pos_dec = [d.scores.get(k, math.nan) for e in eps for d in e.labelled()]
+            det[k] = {
+                "decision": detection(id_dec[k], pos_dec, fpr=fpr),
+                "episode": detection(id_ep[k], [e.max_score(k) for e in scored], fpr=fpr),
+            }
+        risk_max = np.asarray([e.max_score("c3_risk") for e in scored])
+        mid = [e for e in eps if e.onset]
+        pre_stop = sum(
+            any(d.scores["c3_risk"] > stop for d in e.decisions if not d.post) for e in mid
+        )
+        out["families"][fam] = {
+            "episodes": len(eps),
+            "episodes_from_start": sum(1 for e in eps if not e.onset),
+            "episodes_mid_onset": len(mid),
+            "decisions_post_onset": sum(len(e.labelled()) for e in eps),
+            "decisions_pre_onset": sum(len(e.decisions) - len(e.labelled()) for e in eps),
+            "detectors": det,
+            "tpr_at_stop": _rate(int((risk_max > stop).sum()), len(scored)),
+            "tpr_at_slow": _rate(int((risk_max > slow).sum()), len(scored)),
+            "false_stop_before_onset": _rate(int(pre_stop), len(mid)),
+            **_failure_metrics(eps, stop),
+            "localisation": localisation(eps, slow),
+        }
+    out["mean_over_families"] = _mean_over_families(out["families"], detectors)
+    out["dynamics_note"] = _dynamics_note(out["families"])
+    return out
+
+
+def _ep_auroc(fam: Mapping[str, Any], k: str) -> float | None:
+    return fam["detectors"][k]["episode"]["auroc"]
+
+
+def _mean_over_families(families: Mapping[str, Any], detectors: Sequence[str]) -> dict[str, Any]:
+    """Mean episode-level AUROC per detector over families, and the ranking (oracle included but
+    flagged: it is a ceiling, not a run-time detector)."""
+    means = {}
+    for k in detectors:
+        vals = [_ep_auroc(f, k) for f in families.values()]
+        vals = [v for v in vals if v is not None and not math.isnan(v)]
+        means[k] = float(np.mean(vals)) if vals else None
+    ranked = sorted((k for k in means if means[k] is not None), key=lambda k: -means[k])
+    return {"episode_auroc": means, "ranking": ranked}
+
+
+def _dynamics_note(families: Mapping[str, Any]) -> str:
+    """Say, with this run's numbers, whether the input-side and prediction-side signals split the
+    way the feasibility study found (appearance in the input, dynamics only in the prediction)."""
+    base = (
+        "Appearance shifts change the camera frame itself, so the input-side VAE reconstruction "
+        "error sees them; a dynamics shift (weaker motors) leaves every frame looking normal and "
+        "shows only in the action-conditioned prediction (C³ confidence, prediction error)."
+    )
+    dyn = families.get("dynamics")
+    if dyn is None:
+        return base + " No dynamics family in this run."
+
+    def fmt(fam: Mapping[str, Any], k: str) -> str:
+        v = _ep_auroc(fam, k) if k in fam["detectors"] else None
+        return "n/a" if v is None or math.isnan(v) else f"{v:.2f}"
+
+    app = [f for name, f in families.items() if name in APPEARANCE_FAMILIES]
+    app_recon = [_ep_auroc(f, "recon") for f in app]
+    app_recon = [v for v in app_recon if v is not None and not math.isnan(v)]
+    tail = (
+        f" Here: dynamics episode AUROC — recon {fmt(dyn, 'recon')}, c3_fraction "
+        f"{fmt(dyn, 'c3_fraction')}, C³ risk {fmt(dyn, 'c3_risk')}, oracle {fmt(dyn, 'oracle')}"
+    )
+    if app_recon:
+        tail += f"; appearance families' mean recon AUROC {np.mean(app_recon):.2f}."
+    return base + tail
+
+
+# ------------------------------------------------------------------------------------ running
+@dataclass
+class EvaluateOptions:
+    """How to run an evaluation (the CLI flags)."""
+
+    stride: int = 4
+    limit: int | None = None
+    backend: str | Sequence[str] | None = ("onnxruntime", "torch")
+    engines_dir: str | Path = "engines"
+    baselines: Sequence[str] = BASELINES
+    ensemble: Sequence[str | Path] = ()
+    seeds: int = 4
+    fpr: float = 0.05
+    num_threads: int = 1
+    progress: bool = True
+    figures: bool = True
+    command: str = ""
+
+
+def _select_records(ds: Any, limit: int | None) -> list[tuple[str, Any]]:
+    """(family, record) pairs: ID test split then every shift family's test episodes, in index
+    order; ``limit`` caps each family (taking from-start and mid-onset episodes alternately, so
+    a small limit still has both onsets)."""
+    out = [(ID_FAMILY, r) for r in ds.select(split="test", shift=None).index[: limit or None]]
+    shifted = ds.select(split="test", shift="any").index
+    for fam in sorted({r.shift for r in shifted}):
+        recs = [r for r in shifted if r.shift == fam]
+        if limit:
+            start = [r for r in recs if not r.onset]
+            mid = [r for r in recs if r.onset]
+            mixed = [r for pair in zip(start, mid, strict=False) for r in pair]
+            mixed += start[len(mid) :] + mid[len(start) :]
+            recs = mixed[:limit]
+        out += [(fam, r) for r in recs]
+    return out
+
+
+def _score_episode(
+    monitor: Any,
+    ds: Any,
+    family: str,
+    rec: Any,
+    *,
+    stride: int,
+    spread_seeds: Sequence[int],
+    ensemble: EnsembleBaseline | None,
+    oracle: bool,
+) -> EpisodeEval:
+    from world_monitor.data.chunks import decision_points
+
+    ep = ds.load(rec["id"])
+    onset = rec["onset"] if family != ID_FAMILY else None
+    out = EpisodeEval(
+        id=rec["id"],
+        family=family,
+        onset=onset,
+        failure_step=rec["failure_step"],
+        length=ep.length,
+        fps=float(ep.meta.fps),
+    )
+    cal = monitor.calibration
+    for p in decision_points(ep, monitor.context_length, monitor.horizon, stride):
+        raw = monitor.raw(p.frames, p.chunk, p.context_actions)
+        scores = {k: float(v) for k, v in raw.scores.items()}
+        scores["c3_risk"] = float(cal.risk(raw.scores))
+        scores["sample_spread"] = (
+            sample_spread(
+                monitor.rollout,
+                raw.context_latents,
+                p.chunk,
+                p.context_actions,
+                raw.latents,
+                spread_seeds,
+            )
+            if spread_seeds
+            else math.nan
+        )
+        scores["ensemble"] = (
+            ensemble.disagreement(
+                monitor, p.frames, p.chunk, p.context_actions, raw.latents, monitor.seed
+            )
+            if ensemble
+            else math.nan
+        )
+        scores["oracle"] = (
+            oracle_error(
+                monitor.backend, raw.latents, ep.frames[p.t + 1 : p.t + 1 + monitor.horizon]
+            )
+            if oracle
+            else math.nan
+        )
+        post = family != ID_FAMILY and p.t >= (onset or 0)
+        box = None
+        if scores["c3_risk"] > monitor.slow_threshold:
+            box, _ = monitor.localise(raw.confidence)
+        true_box = None
+        if post and ep.shift_mask is not None:
+            true_box = box_from_mask(ep.shift_mask[p.t])
+        out.decisions.append(DecisionScore(p.t, post, scores, box, true_box))
+    return out
+
+
+def evaluate_bundle(
+    bundle: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    options: EvaluateOptions | None = None,
+) -> dict[str, Any]:
+    """Run the evaluation (module docstring) and write evaluation.json / .md and ROC figures."""
+    import torch
+    from tqdm import tqdm
+
+    from world_monitor.data import EpisodeDataset
+    from world_monitor.models.bundle import bundle_hash
+    from world_monitor.runtime.monitor import Monitor
+
+    opts = options or EvaluateOptions()
+    unknown = set(opts.baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"--baselines {sorted(unknown)}: choose from {list(BASELINES)}")
+    if opts.stride < 1 or opts.seeds < 1:
+        raise ValueError(f"stride ({opts.stride}) and seeds ({opts.seeds}) must be >= 1")
+    torch.set_num_threads(int(opts.num_threads))
+    t0 = time.perf_counter()
+    bundle, data, out_dir = Path(bundle), Path(data), Path(out_dir)
+    monitor = Monitor.from_bundle(bundle, opts.backend, engines_dir=opts.engines_dir)
+    ds = EpisodeDataset(data)
+    records = _select_records(ds, opts.limit)
+    if not any(f == ID_FAMILY for f, _ in records):
+        raise ValueError(f"{data}: no in-distribution test episodes to compare against")
+
+    cal_stride = monitor.calibration.info.get("decision_stride")
+    if cal_stride is not None and int(cal_stride) != opts.stride:
+        LOG.warning(
+            "evaluating every %d frames but the thresholds were calibrated every %s frames: the "
+            "per-episode false-stop guarantee assumes the calibration stride",
+            opts.stride,
+            cal_stride,
+        )
+    use_spread = "spread" in opts.baselines and opts.seeds >= 2
+    spread_seeds = [monitor.seed + 1 + i for i in range(opts.seeds - 1)] if use_spread else []
+    ensemble = None
+    if "ensemble" in opts.baselines and opts.ensemble:
+        ensemble = EnsembleBaseline(
+            opts.ensemble, backend=opts.backend, engines_dir=opts.engines_dir, reference=monitor
+        )
+    use_oracle = "oracle" in opts.baselines
+    deterministic = getattr(monitor.rollout, "mode", "") == "deterministic"
+    detectors = list(SIGNAL_DETECTORS)
+    detectors += ["sample_spread"] if use_spread and not deterministic else []
+    detectors += ["ensemble"] if ensemble else []
+    detectors += ["oracle"] if use_oracle else []
+
+    episodes = [
+        _score_episode(
+            monitor,
+            ds,
+            fam,
+            rec,
+            stride=opts.stride,
+            spread_seeds=spread_seeds,
+            ensemble=ensemble,
+            oracle=use_oracle,
+        )
+        for fam, rec in tqdm(records, desc="evaluate", unit="ep", disable=not opts.progress)
+    ]
+    slow, stop = monitor.slow_threshold, monitor.stop_threshold
+    metrics = compute_metrics(episodes, slow=slow, stop=stop, detectors=detectors, fpr=opts.fpr)
+    seconds = time.perf_counter() - t0
+    report: dict[str, Any] = {
+        "command": opts.command,
+        "bundle": str(bundle.resolve()),
+        "bundle_hash": bundle_hash(bundle),
+        "dataset": str(data.resolve()),
+        "backend": monitor.backend_name,
+        "rollout_mode": getattr(monitor.rollout, "mode", None),
+        "thresholds": {"slow": slow, "stop": stop},
+        "calibration": {
+            k: monitor.calibration.info.get(k)
+            for k in ("stop_alpha", "slow_alpha", "stop_bound", "slow_bound", "decision_stride")
+        },
+        "risk": monitor.risk_config.to_dict(),
+        "options": {
+            "stride": opts.stride,
+            "limit": opts.limit,
+            "seeds": opts.seeds,
+            "sampling_seeds": [monitor.seed, *spread_seeds],
+            "baselines": list(opts.baselines),
+            "ensemble": [str(p) for p in opts.ensemble],
+            "fpr": opts.fpr,
+            "num_threads": opts.num_threads,
+        },
+        "detectors": {k: DETECTOR_LABELS[k] for k in detectors},
+        "baselines_status": _baseline_status(opts, ensemble, deterministic, use_spread),
+        "definitions": DEFINITIONS,
+        "severity_sweep": "not run (optional; not implemented in this version)",
+        "seconds": seconds,
+        **metrics,
+        "episodes": [e.to_dict() for e in episodes],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report["figures"] = plot_rocs(episodes, detectors, out_dir) if opts.figures else []
+    (out_dir / "evaluation.json").write_text(
+        json.dumps(report, indent=1, default=_json_default, allow_nan=False), encoding="utf-8"
+    )
+    (out_dir / "evaluation.md").write_text(format_markdown(report), encoding="utf-8")
+    LOG.info("evaluated %d episodes in %.1f s -> %s", len(episodes), seconds, out_dir)
+    return report
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _baseline_status(
+    opts: EvaluateOptions, ensemble: EnsembleBaseline | None, deterministic: bool, spread: bool
+) -> dict[str, str]:
+    def status(name: str, ok: bool, why_not: str, what: str) -> str:
+        if name not in opts.baselines:
+            return "not run (not in --baselines)"
+        return what if ok else f"not run: {why_not}"
+
+    return {
+        "sample_spread": "not run: deterministic bundle (sampling seed has no effect, spread = 0)"
+        if deterministic and "spread" in opts.baselines
+        else status("spread", spread, "--seeds < 2", f"run: std over {opts.seeds} sampling seeds"),
+        "ensemble": status(
+            "ensemble",
+            ensemble is not None,
+            "no --ensemble bundle given (no numbers are made up)",
+            f"run: {len(ensemble) if ensemble else 0} member bundle(s)",
+        ),
+        "recon": "run: the monitor's recon signal (always computed)",
+        "oracle": status("oracle", "oracle" in opts.baselines, "", "run (after the fact)"),
+        "mc_dropout": MC_DROPOUT_NOTE,
+    }
+
+
+DEFINITIONS = {
+    "decision_auroc": "AUROC of per-decision scores: all ID-test decisions (0) vs post-onset "
+    "decisions of the family (1)",
+    "episode_auroc": "AUROC of per-episode max score: ID-test episodes (max over all decisions, "
+    "0) vs the family's episodes (max over post-onset decisions, 1)",
+    "tpr_at_fpr": "highest episode-level TPR with empirical ID false-positive rate <= fpr",
+    "tpr_at_stop": "fraction of shifted episodes whose post-onset max C³ risk > STOP threshold "
+    "(Wilson 95%)",
+    "tpr_at_slow": "same with the SLOW threshold",
+    "false_stop": "fraction of ID-test episodes whose max C³ risk > STOP (Wilson 95%)",
+    "false_stop_before_onset": "fraction of mid-onset shifted episodes with risk > STOP at a "
+    "decision before the onset",
+    "stopped_before_failure": "among episodes with failure_step, the first decision with risk > "
+    "STOP is at t < failure_step",
+    "median_lead_time_s": "median of (failure_step - first stop step)/fps over episodes stopped "
+    "before failure",
+    "box_iou": "IoU of the monitor's box at the first post-onset alert (risk > SLOW) vs "
+    "box_from_mask(shift_mask[t]) at that decision's frame; undetected = 0; episodes with a "
+    "ground-truth box only",
+    "center_distance": "distance of box centres, normalised image units (sqrt 2 if undetected)",
+    "time_distance_pct": "100*|first alarm step (risk > SLOW, whole episode) - true onset| / "
+    "episode length, 100 if no alarm",
+    "sample_spread": "std over sampling seeds of the last predicted latent frame, mean over "
+    "elements",
+    "ensemble": "mean |decode(this prediction) - decode(member prediction)| over the H frames, "
+    "mean over members (each bundle has its own VAE, so latents are compared after decoding)",
+    "oracle": "mean |predicted latents - VAE(real frames t+1..t+H)|, truncated at episode end "
+    "(undefined at the last frame)",
+}
+
+
+# ------------------------------------------------------------------------------------ outputs
+def _f(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return f"{v:.{digits}f}"
+
+
+def _rate_cell(r: Mapping[str, Any] | None) -> str:
+    if not r or not r["n"]:
+        return "—"
+    lo, hi = r["wilson95"]
+    return f"{r['rate']:.2f} [{lo:.2f},{hi:.2f}] ({r['k']}/{r['n']})"
+
+
+def _short_rate(r: Mapping[str, Any] | None) -> str:
+    if not r or not r["n"]:
+        return "—"
+    return f"{r['rate']:.2f} ({r['k']}/{r['n']})"
+
+
+def format_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the summary table (rows = families, one ID row first)."""
+    detectors = list(report["detectors"])
+    fpr = report["options"]["fpr"]
+    fpr_key = f"{fpr:g}FPR"
+    baseline_cols = [k for k in detectors if k != "c3_risk"]
+    header = [
+        "family",
+        "ep (shift)",
+        "C³ risk AUROC ep/dec",
+        f"C³ TPR@{fpr_key}",
+        *[f"{k} ep" for k in baseline_cols],
+        "TPR@STOP",
+        "TPR@SLOW",
+        "false-stop",
+        "stopped<fail",
+        "lead s (med)",
+        "box IoU",
+        "onset dist %",
+    ]
+    ind = report[ID_FAMILY]
+    rows = [
+        [
+            ID_FAMILY,
+            str(ind["episodes"]),
+            "—",
+            "—",
+            *["—" for _ in baseline_cols],
+            "—",
+            "—",
+            _rate_cell(ind["false_stop"]),
+            _rate_cell(ind["stopped_before_failure"]),
+            _f(ind["median_lead_time_s"]),
+            "—",
+            "—",
+        ]
+    ]
+    for fam, m in report["families"].items():
+        det = m["detectors"]
+        loc = m["localisation"]
+        rows.append(
+            [
+                fam,
+                str(m["episodes"]),
+                f"{_f(det['c3_risk']['episode']['auroc'])}/{_f(det['c3_risk']['decision']['auroc'])}",
+                _f(det["c3_risk"]["episode"][f"tpr_at_fpr{fpr:g}"]),
+                *[_f(det[k]["episode"]["auroc"]) for k in baseline_cols],
+                _short_rate(m["tpr_at_stop"]),
+                _short_rate(m["tpr_at_slow"]),
+                _rate_cell(m["false_stop_before_onset"]),
+                _rate_cell(m["stopped_before_failure"]),
+                _f(m["median_lead_time_s"]),
+                _f(loc.get("box_iou")),
+                _f(loc.get("time_distance_pct"), 1),
+            ]
+        )
+    mean = report["mean_over_families"]["episode_auroc"]
+    rows.append(
+        [
+            "mean over families",
+            "",
+            _f(mean.get("c3_risk")),
+            "",
+            *[_f(mean.get(k)) for k in baseline_cols],
+            *[""] * 7,
+        ]
+    )
+    return header, rows
+
+
+def format_markdown(report: Mapping[str, Any]) -> str:
+    """The evaluation.md document: provenance, the table, baseline status, ranking, notes."""
+    header, rows = format_table(report)
+    lines = [
+        "# Monitor evaluation",
+        "",
+        f"- command: `{report['command']}`",
+        f"- bundle: `{report['bundle']}` (hash `{report['bundle_hash'][:16]}`)",
+        f"- dataset: `{report['dataset']}`; backend {report['backend']}, rollout "
+        f"{report['rollout_mode']}",
+        f"- thresholds: SLOW > {report['thresholds']['slow']:.4f}, STOP > "
+        f"{report['thresholds']['stop']:.4f}; risk signals {report['risk']['signals']} at "
+        f"ε={report['risk']['epsilon']}",
+        f"- decisions every {report['options']['stride']} frames; "
+        f"{len(report['episodes'])} episodes in {report['seconds']:.0f} s",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(r) + " |" for r in rows],
+        "",
+        "Rates are `rate [Wilson 95%] (k/n)` (TPR columns: `rate (k/n)`, Wilson intervals in "
+        "evaluation.json). `C³ TPR@…FPR` is the episode-level TPR at that empirical ID "
+        "false-positive rate. `false-stop` is over ID-test episodes in the "
+        "in_distribution row and *before the onset* (mid-onset episodes) in the family rows. "
+        "`ep` = episode-level AUROC (per-episode max score), `dec` = decision-level AUROC.",
+        "",
+        "## Baselines",
+        *[f"- **{k}**: {v}" for k, v in report["baselines_status"].items()],
+        "",
+        "## Mean episode AUROC over families (ranking)",
+        *[
+            f"{i + 1}. {k} ({DETECTOR_LABELS[k]}): "
+            f"{report['mean_over_families']['episode_auroc'][k]:.3f}"
+            for i, k in enumerate(report["mean_over_families"]["ranking"])
+        ],
+        "",
+        "## Dynamics vs appearance",
+        report["dynamics_note"],
+        "",
+        "## Definitions",
+        *[f"- `{k}`: {v}" for k, v in report["definitions"].items()],
+        "",
+        f"Severity sweep: {report['severity_sweep']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_rocs(
+    episodes: Sequence[EpisodeEval], detectors: Sequence[str], out_dir: Path
+) -> list[str]:
+    """Episode-level ROC curves of every detector: one figure per family and one pooled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ind = [e for e in episodes if not e.shifted]
+    families = sorted({e.family for e in episodes if e.shifted})
+    written = []
+    for name, pos in [
+        *[(f, [e for e in episodes if e.family == f]) for f in families],
+        ("all", [e for e in episodes if e.shifted]),
+    ]:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for k in detectors:
+            neg = [e.max_score(k) for e in ind]
+            ps = [e.max_score(k) for e in pos if e.labelled()]
+            neg = [v for v in neg if not math.isnan(v)]
+            ps = [v for v in ps if not math.isnan(v)]
+            if not neg or not ps:
+                continue
+            curve = roc(np.r_[neg, ps], np.r_[np.zeros(len(neg)), np.ones(len(ps))])
+            style = "-" if k == "c3_risk" else ("--" if k == "oracle" else ":")
+            ax.plot(
+                curve.fpr,
+                curve.tpr,
+                style,
+                lw=2 if k == "c3_risk" else 1.2,
+                label=f"{k} ({curve.auroc:.2f})",
+            )
+        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)
+        ax.set(
+            xlabel="false-positive rate (ID episodes)",
+            ylabel="true-positive rate",
+            title=f"episode-level ROC: {name}",
+            xlim=(0, 1),
+            ylim=(0, 1.01),
+        )
+        ax.legend(loc="lower right", fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"roc_{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(str(path))
+    return written
