@@ -1,0 +1,141 @@
+"""Smoke test of the benchmark scripts: they run end to end on a tiny bundle and print finite
+numbers under their table headers.
+
+Why: benchmarks are only run by hand, so nothing else notices when an API they use changes. No
+timing thresholds here (DEVELOPERS rule: speed claims live in ``benchmarks/`` as ratios against a
+baseline measured in the same run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from tiny_world import TINY_OVERRIDES, make_tiny_dataset
+
+from world_monitor.config import load_config
+from world_monitor.runtime.calibrate import calibrate_bundle
+from world_monitor.training.trainer import train
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?|nan|inf", re.IGNORECASE)
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(dataset, calibrated tiny bundle, engines dir), trained once for the module."""
+    base = tmp_path_factory.mktemp("bench")
+    data = make_tiny_dataset(base / "ds", calib=24, test=6)
+    cfg = load_config([*TINY_OVERRIDES, "train.dynamics.steps=20", "train.vae.steps=20"])
+    result = train(cfg, base / "run", data_root=data, command="pytest bench", progress=False)
+    bundle = base / "run" / "bundle"
+    assert result.bundle is not None and bundle.is_dir()
+    engines = base / "engines"
+    calibrate_bundle(bundle, data, stride=2, progress=False, engines_dir=engines)
+    return data, bundle, engines
+
+
+def _table_rows(text: str, header: str) -> list[list[str]]:
+    """Cells of the markdown table whose header row starts with ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def _finite(cell: str) -> float:
+    value = float(cell)
+    assert math.isfinite(value), cell
+    return value
+
+
+def test_latency_benchmark(
+    world: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, bundle, engines = world
+    latency = _load("latency")
+    rc = latency.main(
+        [
+            "--bundle",
+            str(bundle),
+            "--data",
+            str(data),
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--ref-repeats",
+            "2",
+            "--ece-windows",
+            "4",
+            "--engines-dir",
+            str(engines),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    for header in ("# command:", "# host:", "# load average", "# bundle:", "# input:", "# target:"):
+        assert header in out, header
+    stages = _table_rows(out, "| stage |")
+    assert [r[0] for r in stages] == ["encode", "rollout", "signals", "risk", "total", "wall"]
+    for row in stages:
+        for cell in row[1:5]:
+            assert _finite(cell) >= 0
+    for row in _table_rows(out, "| hardware |"):
+        assert _finite(row[3]) > 0 and _finite(row[5]) > 0 and _finite(row[6]) > 0
+    samplers = _table_rows(out, "| sampler | p50")
+    assert len(samplers) == 4 and all(_finite(r[4]) > 0 for r in samplers)
+    ece = _table_rows(out, "| sampler | n windows")
+    assert len(ece) == 2
+    for row in ece:
+        assert int(row[1]) > 0 and 0 <= _finite(row[2]) <= 1
+
+
+def test_replay_benchmark(
+    world: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, bundle, engines = world
+    replay = _load("replay")
+    rc = replay.main(
+        [
+            "--bundle",
+            str(bundle),
+            "--data",
+            str(data),
+            "--episodes",
+            "1",
+            "--backend",
+            "onnxruntime",
+            "--engines-dir",
+            str(engines),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    for header in ("# command:", "# host:", "# load average", "# bundle:", "# target:"):
+        assert header in out, header
+    rows = _table_rows(out, "| episode |")
+    assert len(rows) == 2 and rows[-1][0] == "**total**"
+    for row in rows:
+        for cell in row[2:]:
+            if cell:
+                assert _finite(cell) >= 0
+    bound = dict(r[:2] for r in _table_rows(out, "| quantity |"))
+    assert _finite(bound["bound from model latency (x real time, 1 process)"]) > 0
+    assert NUMBER.search(out.split("# target:")[1])
