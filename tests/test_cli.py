@@ -35,7 +35,19 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert {"simulate", "preview", "inspect", "export-bag", "import-bag"} <= set(commands)
+    assert {
+        "simulate",
+        "preview",
+        "inspect",
+        "export-bag",
+        "import-bag",
+        "train",
+        "evaluate-model",
+        "calibrate",
+        "evaluate",
+        "export",
+        "replay",
+    } <= set(commands)
     for name in commands:
         with pytest.raises(SystemExit) as exc:
             main([name, "--help"])
@@ -58,7 +70,11 @@ def test_simulate_resumes_without_regenerating(tiny_dataset: Path) -> None:
     before = np.load(victim / "frames.npy")
     (victim / "frames.npy").unlink()
     (victim / "meta.json").unlink()  # incomplete episode -> must be regenerated identically
-    mtimes = {p.name: (p / "meta.json").stat().st_mtime_ns for p in (tiny_dataset / "episodes").iterdir() if p != victim}
+    mtimes = {
+        p.name: (p / "meta.json").stat().st_mtime_ns
+        for p in (tiny_dataset / "episodes").iterdir()
+        if p != victim
+    }
     rc = main(["simulate", "--out", str(tiny_dataset), "--workers", "1", "--no-progress", *TINY])
     assert rc == 0
     assert np.array_equal(np.load(victim / "frames.npy"), before)
@@ -75,7 +91,9 @@ def test_inspect_dataset_json(tiny_dataset: Path, capsys: pytest.CaptureFixture[
 
 def test_bag_round_trip_through_cli(tiny_dataset: Path, tmp_path: Path) -> None:
     bags = tmp_path / "bags"
-    assert main(["export-bag", str(tiny_dataset), str(bags), "--split", "test", "--no-progress"]) == 0
+    assert (
+        main(["export-bag", str(tiny_dataset), str(bags), "--split", "test", "--no-progress"]) == 0
+    )
     written = sorted(p for p in bags.iterdir() if p.is_dir())
     assert len(written) == 8  # 1 in-distribution test episode + 7 shift episodes
     out = tmp_path / "imported"
@@ -83,15 +101,31 @@ def test_bag_round_trip_through_cli(tiny_dataset: Path, tmp_path: Path) -> None:
     original = EpisodeDataset(tiny_dataset)
     imported = EpisodeDataset(out)
     assert len(imported) == len(written)
-    by_seed = {(original[i].meta.scenario, original[i].meta.seed): original[i] for i in range(len(original))}
+    by_seed = {
+        (original[i].meta.scenario, original[i].meta.seed): original[i]
+        for i in range(len(original))
+    }
     for i in range(len(imported)):
         ep = imported[i]
         assert ep.equals(by_seed[(ep.meta.scenario, ep.meta.seed)])
 
 
-def test_inspect_bag_counts_every_message(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_bag_counts_every_message(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bags = tmp_path / "bags"
-    main(["export-bag", str(tiny_dataset), str(bags), "--limit", "1", "--storage", "sqlite3", "--no-progress"])
+    main(
+        [
+            "export-bag",
+            str(tiny_dataset),
+            str(bags),
+            "--limit",
+            "1",
+            "--storage",
+            "sqlite3",
+            "--no-progress",
+        ]
+    )
     capsys.readouterr()
     bag = next(p for p in bags.iterdir() if p.is_dir())
     assert main(["inspect", str(bag), "--json", "--strict"]) == 0
@@ -108,14 +142,18 @@ def test_inspect_bag_counts_every_message(tiny_dataset: Path, tmp_path: Path, ca
         (["simulate", "sim.image_size=8", "--out", "/tmp/never"], "image_size"),
     ],
 )
-def test_user_errors_are_one_clear_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_are_one_clear_line(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err
     assert "Traceback" not in err
 
 
-def test_corrupt_bag_is_a_clear_error(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_bag_is_a_clear_error(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bags = tmp_path / "bags"
     main(["export-bag", str(tiny_dataset), str(bags), "--limit", "1", "--no-progress"])
     bag = next(p for p in bags.iterdir() if p.is_dir())
@@ -131,7 +169,10 @@ def test_corrupt_bag_is_a_clear_error(tiny_dataset: Path, tmp_path: Path, capsys
 
 def test_preview_png(tmp_path: Path) -> None:
     out = tmp_path / "p.png"
-    assert main(["preview", "--out", str(out), "--onset", "4", "sim=small", "sim.episode_length=8"]) == 0
+    assert (
+        main(["preview", "--out", str(out), "--onset", "4", "sim=small", "sim.episode_length=8"])
+        == 0
+    )
     from PIL import Image
 
     img = Image.open(out)

@@ -176,7 +176,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from world_monitor.replay import replay_bag
 
     if not args.bundle:
-        raise UserError("replay needs --bundle (a monitor bundle directory)")
+        from world_monitor.defaults import default_bundle
+
+        args.bundle = str(default_bundle())
     result = replay_bag(
         Path(args.bag),
         Path(args.out) if args.out else None,
@@ -255,11 +257,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         format_table,
     )
 
+    shipped = args.bundle is None
+    if shipped:
+        from world_monitor.defaults import default_bundle
+
+        args.bundle = str(default_bundle())
     bundle = Path(args.bundle)
     data = Path(args.data)
     if not (data / "index.json").is_file():
         raise UserError(f"{data}: not a dataset (no index.json); pass --data DIR")
-    out = Path(args.out) if args.out else bundle.resolve().parent / "eval_monitor"
+    # never write into the installed package next to the shipped bundle
+    default_out = Path("runs/eval_monitor") if shipped else bundle.resolve().parent / "eval_monitor"
+    out = Path(args.out) if args.out else default_out
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
@@ -299,6 +308,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for name, status in report["baselines_status"].items():
         print(f"  {name}: {status}")
     print(f"wrote {out / 'evaluation.json'}, {out / 'evaluation.md'} and ROC figures")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from world_monitor.runtime.export import export_bundle
+
+    if args.bundle is None:
+        from world_monitor.defaults import default_bundle
+
+        args.bundle = str(default_bundle())
+    out = export_bundle(Path(args.bundle), Path(args.engines_dir), args.opset)
+    info = json.loads((out / "export.json").read_text())
+    print(f"exported ONNX graphs of {args.bundle} to {out}")
+    for name, graph in sorted(info.get("graphs", {}).items()):
+        diffs = graph.get("parity", {}).get("max_abs_diff", {})
+        worst = max(diffs.values()) if diffs else float("nan")
+        print(f"  {graph.get('file', name)}: parity max |onnx - torch| = {worst:.2e}")
     return 0
 
 
@@ -441,6 +467,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate_model, overrides=[])
 
     p = sub.add_parser(
+        "export",
+        help="export a bundle's graphs to ONNX (encoder, denoise/predict step, decoder)",
+        description="Export the graphs one decision needs (VAE encoder, denoiser+probe step or "
+        "predictor+probe step, VAE decoder) to engines/<bundle hash>/onnx with opset 17, each "
+        "checked against torch (parity failure is an error). The onnxruntime and TensorRT "
+        "backends read them from there; TensorRT builds and caches its plans on first use.",
+    )
+    p.add_argument("bundle", nargs="?", default=None, help="bundle (default: the shipped one)")
+    p.add_argument("--engines-dir", default="engines", help="engine cache (default: engines/)")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=_cmd_export, overrides=[])
+
+    p = sub.add_parser(
         "calibrate",
         help="fit the risk scale and SLOW/STOP thresholds of a bundle (split conformal)",
         description="Run the monitor over the in-distribution calibration split and write the "
@@ -482,7 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: world-monitor evaluate runs/default/bundle --data datasets/default "
         "--ensemble runs/deterministic/bundle",
     )
-    p.add_argument("bundle", help="calibrated monitor bundle directory")
+    p.add_argument(
+        "bundle",
+        nargs="?",
+        default=None,
+        help="calibrated monitor bundle directory (default: the shipped bundle)",
+    )
     p.add_argument("--data", default="datasets/default", help="dataset with a test split")
     p.add_argument("--out", default=None, help="output directory (default: BUNDLE/../eval_monitor)")
     p.add_argument("--stride", type=int, default=4, help="a decision every N frames (default 4)")
@@ -518,7 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
     p.add_argument("--out", default=None, help="output rosbag2 directory (default: BAG_monitor)")
-    p.add_argument("--bundle", default=None, help="monitor bundle directory (required)")
+    p.add_argument(
+        "--bundle", default=None, help="monitor bundle directory (default: the shipped bundle)"
+    )
     p.add_argument("--backend", default=None, help="backend order, e.g. tensorrt,onnxruntime")
     p.add_argument("--image-topic", default=None, help="default: the only image topic")
     p.add_argument("--action-topic", default=None, help="default: the only action topic")
