@@ -66,12 +66,14 @@ def run_raw(
     """Roll the monitor out at every ``stride``-th frame of each episode; raw signals only."""
     from tqdm import tqdm
 
+    from world_monitor.runtime.monitor import runtime_inputs
+
     out = []
     for rec in tqdm(records, desc=desc, unit="ep", disable=not progress):
         ep = dataset.load(rec["id"])
         steps, scores, cells, stepc = [], [], [], []
         for point in decision_points(ep, monitor.context_length, monitor.horizon, stride):
-            raw = monitor.raw(point.frames, point.chunk, point.context_actions)
+            raw = monitor.raw(*runtime_inputs(point))
             q = raw.confidence
             steps.append(point.t)
             scores.append(raw.scores)

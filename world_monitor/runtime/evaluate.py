@@ -42,6 +42,7 @@ from world_monitor.runtime.baselines import (
     oracle_error,
     sample_spread,
 )
+from world_monitor.runtime.monitor import runtime_inputs
 from world_monitor.uq.detection import (
     auroc,
     first_alarm_step,
@@ -465,15 +466,16 @@ def _score_episode(
     )
     cal = monitor.calibration
     for p in decision_points(ep, monitor.context_length, monitor.horizon, stride):
-        raw = monitor.raw(p.frames, p.chunk, p.context_actions)
+        frames, chunk, context_actions = runtime_inputs(p)  # as the live session sees them
+        raw = monitor.raw(frames, chunk, context_actions)
         scores = {k: float(v) for k, v in raw.scores.items()}
         scores["c3_risk"] = float(cal.risk(raw.scores))
         scores["sample_spread"] = (
             sample_spread(
                 monitor.rollout,
                 raw.context_latents,
-                p.chunk,
-                p.context_actions,
+                chunk,
+                context_actions,
                 raw.latents,
                 spread_seeds,
             )
@@ -482,7 +484,7 @@ def _score_episode(
         )
         scores["ensemble"] = (
             ensemble.disagreement(
-                monitor, p.frames, p.chunk, p.context_actions, raw.latents, monitor.seed
+                monitor, frames, chunk, context_actions, raw.latents, monitor.seed
             )
             if ensemble
             else math.nan

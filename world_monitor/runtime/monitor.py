@@ -37,12 +37,24 @@ from world_monitor.runtime.risk import (
 )
 from world_monitor.runtime.types import Assessment, Decision
 
-__all__ = ["Monitor", "MonitorError", "RawDecision", "load_monitor"]
+__all__ = ["Monitor", "MonitorError", "RawDecision", "load_monitor", "runtime_inputs"]
 
 LOG = logging.getLogger(__name__)
 DEFAULT_BACKENDS = ("tensorrt", "onnxruntime", "torch")
 #: A cell/step counts as "dropped" when its confidence fell at least this much below reference.
 MIN_DROP = 0.05
+
+
+def runtime_inputs(point: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(frames, chunk, context_actions) exactly as the live session presents a decision.
+
+    The ROS node and replay see camera frames and the planned chunk, not the actions executed
+    between the context frames, so they assess without context actions (the model is trained with
+    context-action dropout for this). Calibration and evaluation go through this function so the
+    thresholds are fitted on the same risk distribution the gate meets at run time — otherwise
+    the conformal false-stop bound would not apply to the deployed monitor.
+    """
+    return point.frames, point.chunk, None
 
 
 class MonitorError(RuntimeError):
