@@ -52,4 +52,6 @@ def test_wheel_installs_share_tree(tmp_path: Path) -> None:
     assert f"{data}share/world_monitor/config/sim/default.yaml" in names
     assert any(n.startswith(f"{data}share/world_monitor/launch/") for n in names)
     assert "world_monitor/cli.py" in names
+    for f in ("manifest.json", "config.yaml", "weights.safetensors", "calibration.json"):
+        assert f"world_monitor/assets/bundles/default/{f}" in names
     assert not any(n.startswith("tests/") for n in names)
