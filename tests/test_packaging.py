@@ -24,8 +24,15 @@ def test_package_xml_is_ament_python_format_3() -> None:
     assert tree.findtext("name") == "world_monitor"
     assert tree.find("export/build_type").text == "ament_python"
     deps = {e.text for e in tree.findall("exec_depend")}
-    assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "trajectory_msgs",
-            "geometry_msgs", "launch_ros"} <= deps
+    assert {
+        "rclpy",
+        "sensor_msgs",
+        "std_msgs",
+        "diagnostic_msgs",
+        "trajectory_msgs",
+        "geometry_msgs",
+        "launch_ros",
+    } <= deps
     import world_monitor
 
     assert tree.findtext("version") == world_monitor.__version__
@@ -38,8 +45,18 @@ def test_ament_resource_marker_exists() -> None:
 @pytest.mark.slow
 def test_wheel_installs_share_tree(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )

@@ -91,9 +91,13 @@ def test_thresholds_are_exclusive_like_the_conformal_bound():
     # calibration guarantees P(risk > threshold) <= alpha: a risk equal to it must not alarm
     gate, t = started()
     assert_status(step(gate, t + DT, CFG.slow_threshold), Decision.PROCEED, Reason.ok)
-    assert_status(step(gate, t + 2 * DT, CFG.slow_threshold + 1e-9), Decision.SLOW, Reason.risk_elevated)
+    assert_status(
+        step(gate, t + 2 * DT, CFG.slow_threshold + 1e-9), Decision.SLOW, Reason.risk_elevated
+    )
     assert_status(step(gate, t + 3 * DT, CFG.stop_threshold), Decision.SLOW, Reason.risk_elevated)
-    assert_status(step(gate, t + 4 * DT, CFG.stop_threshold + 1e-9), Decision.STOP, Reason.risk_high)
+    assert_status(
+        step(gate, t + 4 * DT, CFG.stop_threshold + 1e-9), Decision.STOP, Reason.risk_high
+    )
 
 
 def test_escalation_is_immediate():

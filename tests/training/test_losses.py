@@ -38,9 +38,7 @@ def test_labels_match_formula_per_frame_eps() -> None:
     assert torch.equal(
         correctness_labels_x0(v_pred, v_target, 0.25), (v_pred.abs() <= 0.25).float()
     )
-    assert torch.equal(
-        correctness_labels_v(v_pred, v_target, 0.1).sum(), torch.tensor(1.0)
-    )
+    assert torch.equal(correctness_labels_v(v_pred, v_target, 0.1).sum(), torch.tensor(1.0))
 
 
 def test_labels_have_no_gradient() -> None:
@@ -56,9 +54,9 @@ def test_ddim_coefficient_and_rescaled_labels() -> None:
     c = ddim_step_coefficient(ac, t, tp)
     assert c.item() == pytest.approx(abs(math.sqrt(0.036) - math.sqrt(0.576)), rel=1e-6)
     # previous < 0 -> final ᾱ = 1: |√(ᾱ_t·0) − √(1·(1−ᾱ_t))| = √(1 − 0.9)
-    assert ddim_step_coefficient(
-        ac, torch.tensor([0]), torch.tensor([-1])
-    ).item() == pytest.approx(math.sqrt(0.1))
+    assert ddim_step_coefficient(ac, torch.tensor([0]), torch.tensor([-1])).item() == pytest.approx(
+        math.sqrt(0.1)
+    )
     assert torch.equal(
         previous_timestep(torch.tensor([999, 10]), 1000, 10), torch.tensor([899, -90])
     )
@@ -83,18 +81,9 @@ def test_probe_losses_and_mask() -> None:
     mask = context_loss_mask(1, 2, 1)  # frame 0 is context
     assert mask.tolist() == [[False, True]]
     sig = torch.sigmoid(torch.tensor([-1.0, 3.0]))
-    assert probe_brier(logits, labels, mask).item() == pytest.approx(
-        ((sig - 1) ** 2).mean().item()
-    )
-    assert probe_bce(logits, labels, mask).item() == pytest.approx(
-        (-torch.log(sig)).mean().item()
-    )
-    assert (
-        masked_mean(
-            torch.ones(1, 2, 1, 1, 2), torch.zeros(1, 2, dtype=torch.bool)
-        ).item()
-        == 0.0
-    )
+    assert probe_brier(logits, labels, mask).item() == pytest.approx(((sig - 1) ** 2).mean().item())
+    assert probe_bce(logits, labels, mask).item() == pytest.approx((-torch.log(sig)).mean().item())
+    assert masked_mean(torch.ones(1, 2, 1, 1, 2), torch.zeros(1, 2, dtype=torch.bool)).item() == 0.0
 
 
 def test_epsilon_sampler_modes() -> None:
@@ -118,12 +107,8 @@ def test_c3_loss_gradients_and_mixture() -> None:
     v_tgt = torch.randn(2, 3, 4, 2, 2)
     logits = torch.zeros(2, 3, 4, 2, 2, requires_grad=True)
     mask = context_loss_mask(2, 3, 1)
-    out = c3_loss(
-        v_pred, v_tgt, logits, EpsilonSampler().sample(2, 3), loss_mask=mask, lam=0.5
-    )
-    assert out.total.item() == pytest.approx(
-        0.5 * out.mse_v.item() + 0.5 * out.probe.item()
-    )
+    out = c3_loss(v_pred, v_tgt, logits, EpsilonSampler().sample(2, 3), loss_mask=mask, lam=0.5)
+    assert out.total.item() == pytest.approx(0.5 * out.mse_v.item() + 0.5 * out.probe.item())
     # zero-init head: q̂ = 0.5
     assert out.probe.item() == pytest.approx(math.log(2.0), rel=1e-6)
     out.total.backward()
@@ -132,9 +117,7 @@ def test_c3_loss_gradients_and_mixture() -> None:
     assert torch.all(v_pred.grad[:, 0] == 0) and torch.all(logits.grad[:, 0] == 0)
     # probe loss sends no gradient into v_pred: λ=1 leaves v_pred without a gradient path
     v2 = v_pred.detach().clone().requires_grad_(True)
-    c3_loss(
-        v2, v_tgt, logits.detach().clone().requires_grad_(True), 0.5, lam=1.0
-    ).total.backward()
+    c3_loss(v2, v_tgt, logits.detach().clone().requires_grad_(True), 0.5, lam=1.0).total.backward()
     assert torch.all(v2.grad == 0)
 
 

@@ -51,12 +51,7 @@ def test_hand_computed_example() -> None:
     assert s.brier == pytest.approx(0.36016)
     assert s.base_rate == pytest.approx(0.6)
     assert s.brier_skill == pytest.approx(1 - 0.36016 / 0.24)
-    assert (
-        s.bin_counts[2] == 2
-        and s.bin_counts[18] == 2
-        and s.bin_counts[19] == 1
-        and s.n == 5
-    )
+    assert s.bin_counts[2] == 2 and s.bin_counts[18] == 2 and s.bin_counts[19] == 1 and s.n == 5
 
 
 def test_perfect_calibration_and_streaming_equivalence() -> None:
@@ -67,9 +62,7 @@ def test_perfect_calibration_and_streaming_equivalence() -> None:
     one, streamed = CalibrationAccumulator([0.1]), CalibrationAccumulator([0.1])
     one.update(0.1, q, y)
     for chunk in range(0, q.size, 30_000):
-        streamed.update(
-            0.1, torch.from_numpy(q[chunk : chunk + 30_000]), y[chunk : chunk + 30_000]
-        )
+        streamed.update(0.1, torch.from_numpy(q[chunk : chunk + 30_000]), y[chunk : chunk + 30_000])
     a, b = one.stats(0.1), streamed.stats(0.1)
     assert a.ece < 0.01
     assert (
@@ -114,9 +107,7 @@ def test_summary_over_grid_and_reliability_png(tmp_path) -> None:
     summ = acc.summary()
     assert set(summ["per_eps"]) == {str(e) for e in EPS_GRID}
     assert summ["mean"]["ece"] < 0.05 and not math.isnan(summ["mean"]["auroc"])
-    out = plot_reliability(
-        acc, tmp_path / "rel.png", eps_values=[0.1, 0.5, 1.0], title="test"
-    )
+    out = plot_reliability(acc, tmp_path / "rel.png", eps_values=[0.1, 0.5, 1.0], title="test")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(KeyError):
         acc.update(0.15, [0.5], [1])
@@ -141,6 +132,4 @@ def test_update_from_errors_and_per_frame_means() -> None:
     acc.update_from_errors(0.1, conf, err)  # labels: |err| ≤ 0.1 -> [1, 0, 1, 0]
     assert acc.stats(0.1).base_rate == pytest.approx(0.5)
     c, e = per_frame_means(conf, err)
-    assert c.tolist() == pytest.approx([0.55, 0.45]) and e.tolist() == pytest.approx(
-        [0.275, 0.4]
-    )
+    assert c.tolist() == pytest.approx([0.55, 0.45]) and e.tolist() == pytest.approx([0.275, 0.4])

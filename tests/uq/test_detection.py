@@ -72,9 +72,7 @@ def test_wilson_and_bootstrap() -> None:
     rng = np.random.default_rng(2)
     y = np.r_[np.zeros(40), np.ones(10)].astype(int)
     s = rng.normal(size=50) + y
-    point, lo, hi = bootstrap_ci(
-        lambda a, b: auroc(a, b), s, y, n_resamples=200, stratify=y
-    )
+    point, lo, hi = bootstrap_ci(lambda a, b: auroc(a, b), s, y, n_resamples=200, stratify=y)
     assert lo <= point <= hi and 0.5 < point <= 1.0
 
 

@@ -39,9 +39,7 @@ def _decode(z: torch.Tensor) -> torch.Tensor:
         (1.0, (0, 0, 1)),
     ],
 )
-def test_color_weights_breakpoints(
-    q: float, expected: tuple[float, float, float]
-) -> None:
+def test_color_weights_breakpoints(q: float, expected: tuple[float, float, float]) -> None:
     g, r, b = color_weights(torch.tensor(q))
     assert (g.item(), r.item(), b.item()) == pytest.approx(expected, abs=1e-6)
 
@@ -75,8 +73,4 @@ def test_decoder_heatmap_colours_and_composite() -> None:
     # q = 0.9 without compositing: 0.2 red + 0.8 blue
     assert tuple(no_comp[0, 13]) == (int(0.2 * 255 + 0.5), 0, int(0.8 * 255 + 0.5))
     frames = pure_color_frames((2, 2))
-    assert (
-        frames[0, 1].min() == 1.0
-        and frames[1, 0].min() == 1.0
-        and frames[2, 2].min() == 1.0
-    )
+    assert frames[0, 1].min() == 1.0 and frames[1, 0].min() == 1.0 and frames[2, 2].min() == 1.0

@@ -22,9 +22,7 @@ from world_monitor.uq.localization import (
 def _map_with_square() -> torch.Tensor:
     q = torch.full((4, 16, 16), 0.9)
     q[:, 4:8, 10:14] = 0.1  # rows 4..7, cols 10..13: the low-confidence square
-    q[:, 0, 0] = (
-        0.1  # a smaller, isolated low-confidence cell (must lose to the square)
-    )
+    q[:, 0, 0] = 0.1  # a smaller, isolated low-confidence cell (must lose to the square)
     return q
 
 

@@ -28,9 +28,7 @@ def test_uniform_limit_and_log_bessel() -> None:
     assert vmf_entropy(0.0, 3) == pytest.approx(math.log(4 * math.pi))
     assert vmf_entropy(1e-6, 3) == pytest.approx(math.log(4 * math.pi), abs=1e-9)
     # log I_ν stays finite where ive underflows (ν large, x small) and where I_ν overflows
-    assert np.isfinite(log_bessel_iv(300.0, 1e-3)) and np.isfinite(
-        log_bessel_iv(0.5, 1e4)
-    )
+    assert np.isfinite(log_bessel_iv(300.0, 1e-3)) and np.isfinite(log_bessel_iv(0.5, 1e4))
 
 
 @pytest.mark.parametrize("kappa", [0.5, 3.0, 20.0])
@@ -42,9 +40,7 @@ def test_d3_matches_closed_form_and_numeric_integral(kappa: float) -> None:
     numeric = (
         -2
         * math.pi
-        * integrate.quad(
-            lambda t: c * math.exp(kappa * t) * (math.log(c) + kappa * t), -1, 1
-        )[0]
+        * integrate.quad(lambda t: c * math.exp(kappa * t) * (math.log(c) + kappa * t), -1, 1)[0]
     )
     assert vmf_entropy(kappa, 3) == pytest.approx(closed, rel=1e-9)
     assert vmf_entropy(kappa, 3) == pytest.approx(numeric, rel=1e-7)
@@ -60,12 +56,8 @@ def test_kappa_fit_and_decomposition() -> None:
     assert banerjee_kappa(0.0, 8) == 0.0
     assert vmf_entropy_of_samples(tight) < vmf_entropy_of_samples(loose)
     z = mu + 0.3 * rng.normal(size=(4, 8))
-    sure = decompose_uncertainty(
-        z, [mu + 0.05 * rng.normal(size=(6, 8)) for _ in range(4)]
-    )
-    unsure = decompose_uncertainty(
-        z, [mu + 1.0 * rng.normal(size=(6, 8)) for _ in range(4)]
-    )
+    sure = decompose_uncertainty(z, [mu + 0.05 * rng.normal(size=(6, 8)) for _ in range(4)])
+    unsure = decompose_uncertainty(z, [mu + 1.0 * rng.normal(size=(6, 8)) for _ in range(4)])
     assert sure.aleatoric == pytest.approx(unsure.aleatoric)  # same specifications
     assert unsure.epistemic > sure.epistemic
     assert sure.total == pytest.approx(sure.aleatoric + sure.epistemic)

@@ -142,9 +142,7 @@ def _is_int(x: object) -> bool:
 
 
 def _is_number(x: object) -> bool:
-    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(
-        float(x)
-    )
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(float(x))
 
 
 def _check_type(name: str, value: object, spec: Any) -> None:
@@ -156,11 +154,7 @@ def _check_type(name: str, value: object, spec: Any) -> None:
     elif spec is dict:
         ok = isinstance(value, dict)
     elif spec == _INT_LIST:
-        ok = (
-            isinstance(value, list)
-            and len(value) > 0
-            and all(_is_int(v) and v > 0 for v in value)
-        )
+        ok = isinstance(value, list) and len(value) > 0 and all(_is_int(v) and v > 0 for v in value)
     elif spec == _FLOAT_LIST:
         ok = isinstance(value, list) and all(_is_number(v) for v in value)
     elif spec == "list[str]":
@@ -173,16 +167,12 @@ def _check_type(name: str, value: object, spec: Any) -> None:
         raise AssertionError(spec)
     if not ok:
         shown = spec.__name__ if isinstance(spec, type) else spec
-        raise BundleError(
-            f"{MANIFEST_FILE}: field '{name}' must be {shown}, got {value!r}"
-        )
+        raise BundleError(f"{MANIFEST_FILE}: field '{name}' must be {shown}, got {value!r}")
 
 
 def _validate_manifest(manifest: object) -> dict[str, Any]:
     if not isinstance(manifest, dict):
-        raise BundleError(
-            f"{MANIFEST_FILE}: must be a JSON object, got {type(manifest).__name__}"
-        )
+        raise BundleError(f"{MANIFEST_FILE}: must be a JSON object, got {type(manifest).__name__}")
     version = manifest.get("format_version")
     if version is None:
         raise BundleError(f"{MANIFEST_FILE}: missing field 'format_version'")
@@ -212,15 +202,11 @@ def _validate_manifest(manifest: object) -> dict[str, Any]:
         )
     for key in ("action_dim", "context_length", "horizon"):
         if manifest[key] <= 0:
-            raise BundleError(
-                f"{MANIFEST_FILE}: {key} must be positive, got {manifest[key]}"
-            )
+            raise BundleError(f"{MANIFEST_FILE}: {key} must be positive, got {manifest[key]}")
     hashes = manifest["hashes"]
     for fname in HASHED_FILES:
         if not isinstance(hashes.get(fname), str) or len(hashes[fname]) != 64:
-            raise BundleError(
-                f"{MANIFEST_FILE}: hashes['{fname}'] must be a SHA-256 hex digest"
-            )
+            raise BundleError(f"{MANIFEST_FILE}: hashes['{fname}'] must be a SHA-256 hex digest")
     return manifest
 
 
@@ -302,9 +288,7 @@ def _plain_config(config: object) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(config, allow_nan=False))
     except (TypeError, ValueError) as e:
-        raise BundleError(
-            f"config holds a value that is not plain YAML/JSON data: {e}"
-        ) from e
+        raise BundleError(f"config holds a value that is not plain YAML/JSON data: {e}") from e
 
 
 def _flatten_weights(
@@ -313,16 +297,12 @@ def _flatten_weights(
     flat: dict[str, Tensor] = {}
     for module, sd in state_dicts.items():
         if not module or "." in module:
-            raise BundleError(
-                f"module name {module!r} must be non-empty and contain no '.'"
-            )
+            raise BundleError(f"module name {module!r} must be non-empty and contain no '.'")
         if not sd:
             raise BundleError(f"module '{module}' has an empty state dict")
         for name, t in sd.items():
             if not isinstance(t, Tensor):
-                raise BundleError(
-                    f"{module}.{name} is a {type(t).__name__}, not a tensor"
-                )
+                raise BundleError(f"{module}.{name} is a {type(t).__name__}, not a tensor")
             # clone: safetensors refuses tensors that share storage (tied weights, views)
             flat[f"{module}.{name}"] = t.detach().cpu().contiguous().clone()
     return flat
@@ -352,9 +332,7 @@ def _atomic_write_json(path: Path, obj: object) -> None:
     os.close(fd)
     try:
         _write_json(Path(tmp), obj)
-        os.chmod(
-            tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-        )
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -393,9 +371,7 @@ def save_bundle(
     try:
         cfg = _plain_config(config)
         calibration = _validate_calibration(calibration, "save_bundle")
-        (tmp / CONFIG_FILE).write_text(
-            yaml.safe_dump(cfg, sort_keys=True), encoding="utf-8"
-        )
+        (tmp / CONFIG_FILE).write_text(yaml.safe_dump(cfg, sort_keys=True), encoding="utf-8")
         flat = _flatten_weights(state_dicts)
         # one metadata key only: safetensors writes metadata in hash-map order, so several keys
         # would make byte-identical weights hash differently from save to save
@@ -432,9 +408,7 @@ def save_bundle(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info(
-        "saved bundle %s (%d tensors, modules %s)", out, len(flat), sorted(state_dicts)
-    )
+    logger.info("saved bundle %s (%d tensors, modules %s)", out, len(flat), sorted(state_dicts))
     return out
 
 
@@ -476,9 +450,7 @@ def load_bundle(path: str | Path) -> Bundle:
     except yaml.YAMLError as e:
         raise BundleError(f"{root / CONFIG_FILE}: not valid YAML ({e})") from e
     if not isinstance(config, dict):
-        raise BundleError(
-            f"{root / CONFIG_FILE}: must be a mapping, got {type(config).__name__}"
-        )
+        raise BundleError(f"{root / CONFIG_FILE}: must be a mapping, got {type(config).__name__}")
     _check_consistency(manifest, config)
     try:
         calibration = json.loads((root / CALIBRATION_FILE).read_text(encoding="utf-8"))
@@ -488,9 +460,7 @@ def load_bundle(path: str | Path) -> Bundle:
     try:
         flat = load_file(str(root / WEIGHTS_FILE))
     except (SafetensorError, OSError) as e:
-        raise BundleError(
-            f"{root / WEIGHTS_FILE}: unreadable safetensors file ({e})"
-        ) from e
+        raise BundleError(f"{root / WEIGHTS_FILE}: unreadable safetensors file ({e})") from e
     modules = set(manifest["modules"])
     state_dicts: dict[str, dict[str, Tensor]] = {m: {} for m in modules}
     for key, tensor in flat.items():

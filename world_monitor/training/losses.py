@@ -121,13 +121,9 @@ def ddim_step_coefficient(
     if (t < 0).any() or (t >= ac.numel()).any():
         raise ValueError(f"timesteps must lie in [0, {ac.numel() - 1}]")
     a_t = ac[t]
-    a_prev = torch.where(
-        tp >= 0, ac[tp.clamp(min=0)], torch.full_like(a_t, final_alpha_cumprod)
-    )
+    a_prev = torch.where(tp >= 0, ac[tp.clamp(min=0)], torch.full_like(a_t, final_alpha_cumprod))
     coeff = (torch.sqrt(a_t * (1 - a_prev)) - torch.sqrt(a_prev * (1 - a_t))).abs()
-    return coeff.to(
-        alphas_cumprod.dtype if alphas_cumprod.is_floating_point() else torch.float32
-    )
+    return coeff.to(alphas_cumprod.dtype if alphas_cumprod.is_floating_point() else torch.float32)
 
 
 @torch.no_grad()
@@ -148,16 +144,12 @@ def correctness_labels_v(
     per sample ``[B]`` or per (sample, frame) ``[B, F]``.
     """
     if v_pred.shape != v_target.shape:
-        raise ValueError(
-            f"v_pred {tuple(v_pred.shape)} != v_target {tuple(v_target.shape)}"
-        )
+        raise ValueError(f"v_pred {tuple(v_pred.shape)} != v_target {tuple(v_target.shape)}")
     err = (v_pred.detach() - v_target.detach()).abs()
     rescale = (alphas_cumprod, timesteps, prev_timesteps)
     if any(x is not None for x in rescale):
         if any(x is None for x in rescale):
-            raise ValueError(
-                "DDIM rescaling needs alphas_cumprod, timesteps and prev_timesteps"
-            )
+            raise ValueError("DDIM rescaling needs alphas_cumprod, timesteps and prev_timesteps")
         coeff = ddim_step_coefficient(
             alphas_cumprod, timesteps, prev_timesteps, final_alpha_cumprod
         )
@@ -169,9 +161,7 @@ def correctness_labels_v(
 def correctness_labels_x0(x_pred: Tensor, x_target: Tensor, eps: EpsLike) -> Tensor:
     """Latent-error label ``1[|x̂ − x*| ≤ ε]`` (deterministic predictor, and evaluation labels)."""
     if x_pred.shape != x_target.shape:
-        raise ValueError(
-            f"x_pred {tuple(x_pred.shape)} != x_target {tuple(x_target.shape)}"
-        )
+        raise ValueError(f"x_pred {tuple(x_pred.shape)} != x_target {tuple(x_target.shape)}")
     err = (x_pred.detach() - x_target.detach()).abs()
     return (err <= expand_per_frame(eps, err)).to(x_pred.dtype)
 
@@ -239,14 +229,10 @@ class EpsilonSampler:
         if self.mode == "grid" and len(self.grid) == 0:
             raise ValueError("EpsilonSampler.grid is empty")
         if not (0 < self.low <= self.high):
-            raise ValueError(
-                f"EpsilonSampler needs 0 < low <= high, got {self.low}, {self.high}"
-            )
+            raise ValueError(f"EpsilonSampler needs 0 < low <= high, got {self.low}, {self.high}")
 
     @classmethod
-    def uniform_grid(
-        cls, low: float = 0.1, high: float = 1.0, n: int = 10
-    ) -> EpsilonSampler:
+    def uniform_grid(cls, low: float = 0.1, high: float = 1.0, n: int = 10) -> EpsilonSampler:
         """Grid sampler over ``n`` equally spaced values in ``[low, high]``."""
         if n < 1:
             raise ValueError(f"grid size must be >= 1, got {n}")
@@ -295,9 +281,7 @@ def mcc_loss(
     return masked_mean(ce, mask)
 
 
-def mcc_confidence(
-    logits: Tensor, eps: float, bin_edges: Tensor, class_dim: int = 2
-) -> Tensor:
+def mcc_confidence(logits: Tensor, eps: float, bin_edges: Tensor, class_dim: int = 2) -> Tensor:
     """``P(|err| ≤ ε)`` from MCC logits: softmax mass of the bins whose upper edge is ≤ ε."""
     n_in = int((bin_edges <= eps + 1e-12).sum().item())
     probs = torch.softmax(logits, dim=class_dim)

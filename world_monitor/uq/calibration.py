@@ -110,9 +110,7 @@ def calibration_error(
     if n == 0:
         return math.nan, math.nan
     nz = counts > 0
-    gap = np.abs(
-        np.asarray(label_sums)[nz] / counts[nz] - np.asarray(conf_sums)[nz] / counts[nz]
-    )
+    gap = np.abs(np.asarray(label_sums)[nz] / counts[nz] - np.asarray(conf_sums)[nz] / counts[nz])
     return float((counts[nz] / n * gap).sum()), float(gap.max())
 
 
@@ -176,9 +174,7 @@ class CalibrationAccumulator:
         conf = _clip_unit(_as_numpy(confidence))
         lab = _as_numpy(labels)
         if conf.shape != lab.shape:
-            raise ValueError(
-                f"confidence has {conf.size} elements but labels {lab.size}"
-            )
+            raise ValueError(f"confidence has {conf.size} elements but labels {lab.size}")
         if lab.size and not np.isin(lab, (0.0, 1.0)).all():
             raise ValueError("labels must be 0/1")
         st = self._states[key]
@@ -192,9 +188,7 @@ class CalibrationAccumulator:
         st.pos_hist += np.bincount(a[pos], minlength=self.n_auroc_bins)
         st.neg_hist += np.bincount(a[~pos], minlength=self.n_auroc_bins)
 
-    def update_from_errors(
-        self, eps: float, confidence: object, abs_error: object
-    ) -> None:
+    def update_from_errors(self, eps: float, confidence: object, abs_error: object) -> None:
         """Update with labels ``1[|x̂ − x*| ≤ ε]`` derived from absolute latent errors."""
         if hasattr(abs_error, "detach"):
             abs_error = abs_error.detach().cpu().numpy()  # type: ignore[attr-defined]
@@ -218,12 +212,8 @@ class CalibrationAccumulator:
         n = int(st.counts.sum())
         ece, mce = calibration_error(st.counts, st.conf_sums, st.label_sums)
         with np.errstate(invalid="ignore", divide="ignore"):
-            bin_conf = np.where(
-                st.counts > 0, st.conf_sums / np.maximum(st.counts, 1), np.nan
-            )
-            bin_acc = np.where(
-                st.counts > 0, st.label_sums / np.maximum(st.counts, 1), np.nan
-            )
+            bin_conf = np.where(st.counts > 0, st.conf_sums / np.maximum(st.counts, 1), np.nan)
+            bin_acc = np.where(st.counts > 0, st.label_sums / np.maximum(st.counts, 1), np.nan)
         brier = st.sq_err / n if n else math.nan
         base = float(st.label_sums.sum() / n) if n else math.nan
         ref = base * (1.0 - base) if n else math.nan
@@ -250,9 +240,7 @@ class CalibrationAccumulator:
         keys = ("ece", "mce", "brier", "base_rate", "brier_skill", "auroc")
         mean = {}
         for k in keys:
-            vals = [
-                getattr(s, k) for s in per.values() if not math.isnan(getattr(s, k))
-            ]
+            vals = [getattr(s, k) for s in per.values() if not math.isnan(getattr(s, k))]
             mean[k] = float(np.mean(vals)) if vals else math.nan
         return {
             "n_bins": self.n_bins,
@@ -284,9 +272,7 @@ def plot_reliability(
         raise ValueError("plot_reliability: no ε selected")
     fig = Figure(figsize=(3.0 * len(eps_list), 5.5), constrained_layout=True)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(
-        2, len(eps_list), squeeze=False, gridspec_kw={"height_ratios": [3, 1]}
-    )
+    axes = fig.subplots(2, len(eps_list), squeeze=False, gridspec_kw={"height_ratios": [3, 1]})
     edges = np.linspace(0.0, 1.0, acc.n_bins + 1)
     centres = 0.5 * (edges[:-1] + edges[1:])
     width = 1.0 / acc.n_bins
@@ -310,9 +296,7 @@ def plot_reliability(
         if j == 0:
             top.set_ylabel("empirical accuracy")
             top.legend(fontsize=7, loc="upper left")
-        bottom.bar(
-            centres, np.asarray(s.bin_counts) / max(s.n, 1), width=width, color="gray"
-        )
+        bottom.bar(centres, np.asarray(s.bin_counts) / max(s.n, 1), width=width, color="gray")
         bottom.set_xlim(0, 1)
         bottom.set_xlabel("confidence")
         if j == 0:
@@ -381,9 +365,7 @@ def confidence_error_correlation(
     if c.size < 3:
         raise ValueError("need at least 3 pairs for a rank correlation")
     if c.size > max_samples:
-        idx = np.random.default_rng(seed).choice(
-            c.size, size=max_samples, replace=False
-        )
+        idx = np.random.default_rng(seed).choice(c.size, size=max_samples, replace=False)
         c, e = c[idx], e[idx]
     sp = stats.spearmanr(c, e)
     kt = stats.kendalltau(c, e)

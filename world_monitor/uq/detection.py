@@ -165,16 +165,12 @@ def episode_conformal_threshold(
     for i, r in enumerate(episode_risks):
         arr = np.asarray(r, dtype=np.float64).reshape(-1)
         if arr.size == 0:
-            raise ValueError(
-                f"episode_conformal_threshold: episode {i} has no risk values"
-            )
+            raise ValueError(f"episode_conformal_threshold: episode {i} has no risk values")
         maxima.append(arr.max())
     return conformal_threshold(np.asarray(maxima), alpha)
 
 
-def wilson_interval(
-    successes: int, n: int, confidence: float = 0.95
-) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial rate (e.g. a false-alarm or detection rate)."""
     if n == 0:
         return 0.0, 1.0

@@ -77,9 +77,7 @@ def confidence_heatmap(
             f"confidence must be [h, w], [C, h, w] or [N, C, h, w], got {tuple(q.shape)}"
         )
     mean = q.mean(dim=1, keepdim=True)
-    up = F.interpolate(
-        mean, size=tuple(image_size), mode="bilinear", align_corners=False
-    )
+    up = F.interpolate(mean, size=tuple(image_size), mode="bilinear", align_corners=False)
     up = up.clamp(0.0, 1.0)[:, 0].numpy()
     rgb = matplotlib.colormaps[cmap](up)[..., :3]
     out = (rgb * 255.0 + 0.5).astype(np.uint8)
@@ -144,9 +142,7 @@ def decoder_heatmap(
     if single:
         q = q[None]
     if q.ndim != 4:
-        raise ValueError(
-            f"confidence must be [C, h, w] or [N, C, h, w], got {tuple(q.shape)}"
-        )
+        raise ValueError(f"confidence must be [C, h, w] or [N, C, h, w], got {tuple(q.shape)}")
     green, red, blue = (r.to(q) for r in references)
     if green.shape != q.shape[1:]:
         raise ValueError(
@@ -168,9 +164,7 @@ def decoder_heatmap(
     return img[0] if single else img
 
 
-def to_uint8(
-    images: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)
-) -> np.ndarray:
+def to_uint8(images: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
     """``[..., 3, H, W]`` float images → ``uint8 [..., H, W, 3]`` for saving / publishing."""
     lo, hi = value_range
     x = ((images.detach().float().cpu() - lo) / (hi - lo)).clamp(0.0, 1.0)

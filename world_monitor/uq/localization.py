@@ -105,9 +105,7 @@ def box_from_confidence(
     """
     q = _to_numpy(confidence).astype(np.float64)
     if q.ndim not in (2, 3, 4):
-        raise ValueError(
-            f"confidence map must be [h, w], [C, h, w] or [H, C, h, w], got {q.shape}"
-        )
+        raise ValueError(f"confidence map must be [h, w], [C, h, w] or [H, C, h, w], got {q.shape}")
     if q.ndim >= 3:
         q = q.mean(axis=-3) if reduce == "mean" else q.min(axis=-3)
     if q.ndim == 3:
@@ -156,6 +154,10 @@ def onset_step(
     return int(hits[0]) if hits.size else None
 
 
+def _box_area(r: Box) -> float:
+    return max(0.0, r[2] - r[0]) * max(0.0, r[3] - r[1])
+
+
 def box_iou(a: Box | None, b: Box | None) -> float:
     """Intersection over union of two normalised boxes (0 when either is missing or empty)."""
     if a is None or b is None:
@@ -163,8 +165,7 @@ def box_iou(a: Box | None, b: Box | None) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
-    area = lambda r: max(0.0, r[2] - r[0]) * max(0.0, r[3] - r[1])
-    union = area(a) + area(b) - inter
+    union = _box_area(a) + _box_area(b) - inter
     return float(inter / union) if union > 0 else 0.0
 
 
@@ -226,15 +227,14 @@ def score_localization(
     """Score a set of shifted episodes; undetected episodes count as IoU 0 / time distance 100."""
     n = len(detected)
     if not all(
-        len(x) == n
-        for x in (pred_boxes, true_boxes, pred_onsets, true_onsets, episode_lengths)
+        len(x) == n for x in (pred_boxes, true_boxes, pred_onsets, true_onsets, episode_lengths)
     ):
         raise ValueError("score_localization: inputs differ in length")
     if n == 0:
         raise ValueError("score_localization: no episodes")
     ious, cds, tds = [], [], []
     for det, pb, tb, po, to, length in zip(
-        detected, pred_boxes, true_boxes, pred_onsets, true_onsets, episode_lengths
+        detected, pred_boxes, true_boxes, pred_onsets, true_onsets, episode_lengths, strict=True
     ):
         ious.append(box_iou(pb, tb) if det else 0.0)
         cds.append(box_center_distance(pb if det else None, tb))

@@ -69,11 +69,7 @@ def vmf_log_normalizer(kappa: np.ndarray | float, d: int) -> np.ndarray:
     k = np.asarray(kappa, dtype=np.float64)
     nu = d / 2.0 - 1.0
     safe = np.where(k > 0, k, 1.0)
-    val = (
-        nu * np.log(safe)
-        - (d / 2.0) * math.log(2.0 * math.pi)
-        - log_bessel_iv(nu, safe)
-    )
+    val = nu * np.log(safe) - (d / 2.0) * math.log(2.0 * math.pi) - log_bessel_iv(nu, safe)
     return np.where(k > 0, val, -_log_sphere_area(d))
 
 
@@ -153,14 +149,8 @@ def decompose_uncertainty(
         if weights is None
         else np.asarray(weights, dtype=np.float64)
     )
-    if (
-        w.shape != (z.shape[0],)
-        or np.any(w < 0)
-        or not math.isclose(w.sum(), 1.0, rel_tol=1e-6)
-    ):
-        raise ValueError(
-            "weights must be non-negative, one per specification, summing to 1"
-        )
+    if w.shape != (z.shape[0],) or np.any(w < 0) or not math.isclose(w.sum(), 1.0, rel_tol=1e-6):
+        raise ValueError("weights must be non-negative, one per specification, summing to 1")
     d_z = z.shape[1]
     kappa_z = banerjee_kappa(mean_resultant_length(z), d_z)
     aleatoric = float(vmf_entropy(kappa_z, d_z))

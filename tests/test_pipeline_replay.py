@@ -42,7 +42,9 @@ def test_shift_closes_the_lock_at_its_onset(monitor, tmp_path: Path) -> None:
     assert ONSET / fps - 1e-6 <= engaged - ep.stamps[0] <= (ONSET + 3) / fps
     assert s["lock"]["final"] is True
     assert s["messages"]["accounted"]
-    stops = [d for d in s["session"]["decisions"] if d["decision"] == "STOP" and d["risk"] is not None]
+    stops = [
+        d for d in s["session"]["decisions"] if d["decision"] == "STOP" and d["risk"] is not None
+    ]
     assert stops and all(d["box"] is not None for d in stops)
 
 
