@@ -40,6 +40,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
+from hostinfo import cpu_model, load_avg  # noqa: E402
+
 TARGET_P50_MS = 100.0
 REFERENCE_STEPS = 10
 RESULT_TAG = "@@LATENCY_RESULT@@ "
@@ -47,22 +50,6 @@ STAGES = ("encode", "rollout", "signals", "risk", "total")
 
 
 # ---------------------------------------------------------------------------- host / bundle info
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (platform.processor() is empty on most Linux boxes)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_avg() -> str:
-    """1/5/15-minute load average: the box is shared, so numbers need their load next to them."""
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def peak_rss_mib() -> float:
     """Peak resident set size of this process in MiB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

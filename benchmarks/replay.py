@@ -37,23 +37,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
+from hostinfo import cpu_model, load_avg  # noqa: E402
+
 TARGET_X_REALTIME = 20.0
 CAMERA_HZ = 10.0
-
-
-def _cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _load_avg() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _f(x: float | None, nd: int = 1) -> str:
@@ -103,7 +91,7 @@ def measure(
     from world_monitor.runtime.monitor import Monitor
 
     torch.set_num_threads(threads)
-    res: dict[str, Any] = {"load_start": _load_avg(), "rows": []}
+    res: dict[str, Any] = {"load_start": load_avg(), "rows": []}
     ds = EpisodeDataset(data)
     tmp = Path(tempfile.mkdtemp(prefix="wm_replay_bench_"))
     try:
@@ -164,7 +152,7 @@ def measure(
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    res["load_end"] = _load_avg()
+    res["load_end"] = load_avg()
     return res
 
 
@@ -176,7 +164,7 @@ def print_report(res: dict[str, Any], command: str, threads: int) -> None:
     m = res["monitor"]
     size = "x".join(map(str, m["image_size"]))
     print(f"# command: {command}")
-    print(f"# host: {_cpu_model()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"# host: {cpu_model()}, {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"# load average (1/5/15 min): start {res['load_start']} | end {res['load_end']}")
     print(f"# torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, threads {threads}")
     print(f"# bundle: {res['bundle']} ({res['bundle_info']})")
