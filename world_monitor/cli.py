@@ -41,6 +41,15 @@ class UserError(RuntimeError):
     """An error caused by the user's input, reported as one line without a traceback."""
 
 
+def _bundle_or_shipped(bundle: str | None) -> Path:
+    """The bundle a command was given, or the one shipped inside the package."""
+    if bundle:
+        return Path(bundle)
+    from world_monitor.defaults import default_bundle
+
+    return default_bundle()
+
+
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "overrides",
@@ -175,10 +184,7 @@ def _cmd_evaluate_model(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from world_monitor.replay import replay_bag
 
-    if not args.bundle:
-        from world_monitor.defaults import default_bundle
-
-        args.bundle = str(default_bundle())
+    args.bundle = str(_bundle_or_shipped(args.bundle))
     result = replay_bag(
         Path(args.bag),
         Path(args.out) if args.out else None,
@@ -258,11 +264,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
 
     shipped = args.bundle is None
-    if shipped:
-        from world_monitor.defaults import default_bundle
-
-        args.bundle = str(default_bundle())
-    bundle = Path(args.bundle)
+    bundle = _bundle_or_shipped(args.bundle)
+    args.bundle = str(bundle)
     data = Path(args.data)
     if not (data / "index.json").is_file():
         raise UserError(f"{data}: not a dataset (no index.json); pass --data DIR")
@@ -314,10 +317,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from world_monitor.runtime.export import export_bundle
 
-    if args.bundle is None:
-        from world_monitor.defaults import default_bundle
-
-        args.bundle = str(default_bundle())
+    args.bundle = str(_bundle_or_shipped(args.bundle))
     out = export_bundle(Path(args.bundle), Path(args.engines_dir), args.opset)
     info = json.loads((out / "export.json").read_text())
     print(f"exported ONNX graphs of {args.bundle} to {out}")

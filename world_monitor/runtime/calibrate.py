@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from world_monitor.data.chunks import decision_points
-from world_monitor.runtime.risk import RiskCalibration, RiskConfig
+from world_monitor.runtime.risk import RiskCalibration, RiskConfig, confidence_summaries
 
 __all__ = ["CalibrationResult", "calibrate_bundle", "episode_max_risks", "retarget", "run_raw"]
 
@@ -74,11 +74,11 @@ def run_raw(
         steps, scores, cells, stepc = [], [], [], []
         for point in decision_points(ep, monitor.context_length, monitor.horizon, stride):
             raw = monitor.raw(*runtime_inputs(point))
-            q = raw.confidence
+            cell, step = confidence_summaries(raw.confidence)
             steps.append(point.t)
             scores.append(raw.scores)
-            cells.append(q.mean(axis=1).min(axis=0))
-            stepc.append(q.reshape(q.shape[0], -1).mean(axis=1))
+            cells.append(cell)
+            stepc.append(step)
         out.append(EpisodeScores(rec["id"], steps, scores, np.asarray(cells), np.asarray(stepc)))
     return out
 
@@ -95,7 +95,11 @@ def retarget(
     stop_alpha: float | None = None,
     slow_alpha: float | None = None,
 ) -> RiskCalibration:
-    """Re-derive thresholds for other false-alarm targets from the stored episode maxima."""
+    """(Re-)derive thresholds for false-alarm targets from the stored episode maxima.
+
+    Used by ``calibrate`` itself and by the node's ``target_false_alarm_rate``, so both clip and
+    order the thresholds (slow <= stop <= 1) and record their conformal bounds the same way.
+    """
     from world_monitor.uq.detection import episode_conformal_threshold
 
     maxima = np.asarray(calibration.info.get("threshold_episode_max_risk", []), dtype=np.float64)
@@ -103,16 +107,13 @@ def retarget(
         raise ValueError(
             "calibration has no stored episode maxima; re-run `world-monitor calibrate`"
         )
-    if stop_alpha is not None:
-        calibration.stop_threshold = min(
-            1.0, episode_conformal_threshold(maxima, stop_alpha).threshold
-        )
-        calibration.info["stop_alpha"] = stop_alpha
-    if slow_alpha is not None:
-        calibration.slow_threshold = min(
-            1.0, episode_conformal_threshold(maxima, slow_alpha).threshold
-        )
-        calibration.info["slow_alpha"] = slow_alpha
+    for level, alpha in (("stop", stop_alpha), ("slow", slow_alpha)):
+        if alpha is None:
+            continue
+        ct = episode_conformal_threshold(maxima, alpha)
+        setattr(calibration, f"{level}_threshold", float(min(1.0, ct.threshold)))
+        calibration.info[f"{level}_alpha"] = alpha
+        calibration.info[f"{level}_bound"] = float(ct.bound)
     calibration.slow_threshold = min(calibration.slow_threshold, calibration.stop_threshold)
     return calibration
 
@@ -137,7 +138,6 @@ def calibrate_bundle(
     from world_monitor.data import EpisodeDataset
     from world_monitor.models.bundle import update_calibration
     from world_monitor.runtime.monitor import Monitor
-    from world_monitor.uq.detection import episode_conformal_threshold
 
     if not 0 < stop_alpha <= slow_alpha < 1:
         raise ValueError(f"need 0 < stop_alpha ({stop_alpha}) <= slow_alpha ({slow_alpha}) < 1")
@@ -163,20 +163,13 @@ def calibrate_bundle(
     )
 
     cal = RiskCalibration.fit_reference(risk, [s for ep in scored_a for s in ep.scores])
-    maxima = episode_max_risks(cal, scored_b)
-    stop = episode_conformal_threshold(maxima, stop_alpha)
-    slow = episode_conformal_threshold(maxima, slow_alpha)
-    cal.stop_threshold = float(min(1.0, stop.threshold))
-    cal.slow_threshold = float(min(cal.stop_threshold, slow.threshold))
+    cal.info["threshold_episode_max_risk"] = [float(v) for v in episode_max_risks(cal, scored_b)]
+    retarget(cal, stop_alpha=stop_alpha, slow_alpha=slow_alpha)
     n_dec = sum(len(ep.scores) for ep in scored_a + scored_b)
     cal.info.update(
         {
             "method": "split-conformal on per-episode maximum risk (decisions every "
             f"{stride} frames); risk = max over signals of the in-distribution CDF",
-            "stop_alpha": stop_alpha,
-            "slow_alpha": slow_alpha,
-            "stop_bound": float(stop.bound),
-            "slow_bound": float(slow.bound),
             "decision_stride": stride,
             "data": {
                 "dataset": str(Path(data).resolve()),
@@ -185,7 +178,6 @@ def calibrate_bundle(
                 "threshold_episodes": [r["id"] for r in half_b],
                 "decisions": n_dec,
             },
-            "threshold_episode_max_risk": [float(v) for v in maxima],
             "reference_cell": np.mean(
                 [c for ep in scored_a for c in ep.cell_conf], axis=0
             ).tolist(),
@@ -207,8 +199,8 @@ def calibrate_bundle(
             "episodes": len(test),
             "false_stop_rate": float(np.mean(tmax > cal.stop_threshold)),
             "false_slow_rate": float(np.mean(tmax > cal.slow_threshold)),
-            "stop_bound": float(stop.bound),
-            "slow_bound": float(slow.bound),
+            "stop_bound": cal.info["stop_bound"],
+            "slow_bound": cal.info["slow_bound"],
         }
         cal.info["verify"] = verify
     if write:

@@ -33,6 +33,7 @@ from world_monitor.runtime.risk import (
     RiskConfig,
     RiskError,
     c3_signals,
+    confidence_summaries,
     recon_error,
 )
 from world_monitor.runtime.types import Assessment, Decision
@@ -276,7 +277,7 @@ class Monitor:
         box, onset = (
             self.localise(raw.confidence) if decision is not Decision.PROCEED else (None, None)
         )
-        step_conf = raw.confidence.reshape(self.horizon, -1).mean(axis=1).astype(np.float32)
+        step_conf = confidence_summaries(raw.confidence)[1].astype(np.float32)
         latency = dict(raw.latency_ms)
         latency["risk"] = (time.perf_counter() - t1) * 1e3
         latency["total"] = (time.perf_counter() - t0) * 1e3
@@ -309,9 +310,7 @@ class Monitor:
         the in-distribution reference, and the first step whose drop reaches half the peak."""
         from world_monitor.uq.localization import box_from_confidence
 
-        q = np.asarray(confidence, dtype=np.float64)
-        cell = q.mean(axis=1).min(axis=0)  # [h, w]: worst step, channel mean
-        step = q.reshape(q.shape[0], -1).mean(axis=1)  # [H]
+        cell, step = confidence_summaries(confidence)  # [h, w] worst step; [H]
         info = self.calibration.info if self.calibration else {}
         ref_cell = np.asarray(info.get("reference_cell", np.ones_like(cell)), dtype=np.float64)
         ref_step = np.asarray(info.get("reference_step", np.ones_like(step)), dtype=np.float64)

@@ -34,6 +34,7 @@ __all__ = [
     "RiskConfig",
     "RiskError",
     "c3_signals",
+    "confidence_summaries",
     "recon_error",
 ]
 
@@ -90,6 +91,17 @@ class RiskConfig:
             raise RiskError(f"calibration.risk: missing or ill-typed field ({exc})") from exc
 
 
+def confidence_summaries(confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(per-cell ``[h, w]``, per-step ``[H]``) summaries of a ``[H, C, h, w]`` confidence map.
+
+    Per cell: channel mean, worst step; per step: mean over the step's elements. Calibration
+    stores their in-distribution means and localisation compares against them, so both sides must
+    reduce the map the same way: this is the one place that does.
+    """
+    q = np.asarray(confidence, dtype=np.float64)
+    return q.mean(axis=1).min(axis=0), q.reshape(q.shape[0], -1).mean(axis=1)
+
+
 def c3_signals(confidence: np.ndarray, confidence_level: float) -> dict[str, float]:
     """The C³ raw signals of one rollout's confidence map ``[H, C, h, w]`` (higher = riskier)."""
     q = np.asarray(confidence, dtype=np.float64)
@@ -97,7 +109,7 @@ def c3_signals(confidence: np.ndarray, confidence_level: float) -> dict[str, flo
         raise RiskError(f"confidence map must be [H, C, h, w], got shape {q.shape}")
     if not np.isfinite(q).all():
         raise RiskError("confidence map contains NaN/Inf")
-    step_mean = q.reshape(q.shape[0], -1).mean(axis=1)
+    step_mean = confidence_summaries(q)[1]
     return {
         "c3_mean": float(1.0 - q.mean()),
         "c3_fraction": float((q < confidence_level).mean()),
