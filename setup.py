@@ -49,7 +49,9 @@ CORE = [
 ]
 EXTRAS = {
     "gpu": ["onnxruntime-gpu>=1.22,<1.32", "tensorrt>=10,<11"],
-    "test": ["pytest>=8,<10", "ruff>=0.6", "setuptools>=64", "wheel"],
+    # selenium drives the system Chromium for the report's browser test (scripts/setup.sh
+    # installs chromium + chromium-driver with apt); it never downloads a browser itself.
+    "test": ["pytest>=8,<10", "ruff>=0.6", "setuptools>=64", "wheel", "selenium>=4.11,<5"],
 }
 
 setup(

@@ -8,6 +8,7 @@
 #   PYTHON=python3.11          interpreter to build the venv with (3.10-3.12)
 #   VENV=.venv                 where to create it
 #   WM_SKIP_APT=1              never call apt-get (install the Mesa libraries yourself)
+#   WM_SKIP_BROWSER=1          do not install Chromium (only the report's browser test needs it)
 # torch is pinned to 2.13.0. On a machine where pip would pick a CUDA build, install the CPU build
 # first (e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu) or use the gpu extra.
 set -euo pipefail
@@ -32,7 +33,19 @@ if ! { have_lib libEGL.so.1 && have_lib libOSMesa.so && have_lib libGL.so.1; }; 
   fi
 fi
 
-# 2. A virtualenv with a supported Python.
+# 2. Headless Chromium + chromedriver for the report's browser test (tests/report); the test
+#    skips without them unless WORLD_MONITOR_REQUIRE_BROWSER=1 (CI sets it).
+if [ "${WM_SKIP_BROWSER:-0}" != 1 ] && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+  if [ "${WM_SKIP_APT:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium + chromium-driver (apt-get) for the report's browser test"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "setup: no chromium/chromedriver: the report's browser test will be skipped (sudo apt-get install chromium chromium-driver)" >&2
+  fi
+fi
+
+# 3. A virtualenv with a supported Python.
 if [ -z "$PYTHON" ]; then
   for cand in python3.11 python3.12 python3.10 python3; do
     if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))'; then

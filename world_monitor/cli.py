@@ -16,6 +16,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "build_parser"]
 
@@ -328,6 +329,93 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_eval_options(args: argparse.Namespace, command: list[str]) -> Any:
+    """PolicyEvalOptions from the shared evaluate-policy/demo flags (bad values: one line)."""
+    import shlex
+
+    from world_monitor.report.evaluate_policy import PolicyEvalOptions, parse_policies
+
+    try:
+        policies = parse_policies(args.policies)
+    except ValueError as exc:
+        raise UserError(f"--policies: {exc}") from None
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] or None
+    onsets = tuple(o.strip() for o in args.onsets.split(",") if o.strip())
+    return PolicyEvalOptions(
+        policies=policies,
+        scenarios=scenarios,
+        seeds=args.seeds,
+        onsets=onsets,
+        mid_onset=args.mid_onset,
+        slow_scale=args.slow_scale,
+        workers=args.workers,
+        backend=args.backend,
+        engines_dir=args.engines_dir,
+        mcap=not args.no_mcap,
+        strips_per_cell=args.strips,
+        evaluate=not args.no_evaluate,
+        progress=not args.no_progress,
+        command=shlex.join(command),
+    )
+
+
+def _run_policy_eval(args: argparse.Namespace, name: str) -> int:
+    from world_monitor.config import load_config
+    from world_monitor.data.generate import sim_config_from
+    from world_monitor.report.demo import print_summary
+    from world_monitor.report.evaluate_policy import run_policy_evaluation
+    from world_monitor.report.html import build_report
+
+    bundle = _bundle_or_shipped(args.bundle)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(f"{out} exists and is not empty (pass --overwrite or another --out)")
+    if out.exists() and args.overwrite:
+        import shutil
+
+        shutil.rmtree(out)
+    cfg = load_config(list(args.overrides))
+    argv = ["world-monitor", name, *sys.argv[2:]] if sys.argv[1:2] == [name] else [name]
+    opts = _policy_eval_options(args, argv)
+    try:
+        doc = run_policy_evaluation(bundle, out, sim_config_from(cfg), opts)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    report = build_report(out)
+    print_summary(doc, report)
+    if args.serve:
+        from world_monitor.report.serve import serve
+
+        serve(out, port=args.port)
+    return 0
+
+
+def _cmd_evaluate_policy(args: argparse.Namespace) -> int:
+    return _run_policy_eval(args, "evaluate-policy")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    return _run_policy_eval(args, "demo")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from world_monitor.report.html import build_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory (made by evaluate-policy or demo)")
+    try:
+        index = build_report(run_dir)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(f"report: {index}")
+    if args.serve:
+        from world_monitor.report.serve import serve
+
+        serve(run_dir, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree; exposed so tests can check every command's --help."""
     parser = argparse.ArgumentParser(
@@ -571,6 +659,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_replay, overrides=[])
+
+    for name, seeds, policies, strips, help_text in (
+        (
+            "evaluate-policy",
+            6,
+            "scripted,scripted:0.3,bad",
+            2,
+            "closed-loop policy evaluation in the simulator with and without the gate",
+        ),
+        (
+            "demo",
+            4,
+            "scripted,bad",
+            1,
+            "the main demo: closed-loop runs + evaluation + HTML report on the shipped bundle",
+        ),
+    ):
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description="Run policies in the simulator under every scenario (in-distribution "
+            "and each shift family, from the start and mid-episode), each episode twice: gate "
+            "in shadow mode (open) and gate enforcing (STOP holds the arm, SLOW scales it). "
+            "Writes per-episode JSON + MCAP + animated strips, runs `evaluate` on the nominal "
+            "policy's episodes, aggregates with Wilson/bootstrap intervals and writes the HTML "
+            "report (OUT/report/index.html).",
+            epilog=f"example: world-monitor {name} --out runs/{name.split('-')[0]} --serve",
+        )
+        p.add_argument(
+            "--bundle", default=None, help="monitor bundle directory (default: the shipped one)"
+        )
+        p.add_argument("--out", default=f"runs/{name}", help=f"run directory (default runs/{name})")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+        p.add_argument(
+            "--policies",
+            default=policies,
+            help=f"comma-separated name[:noise], first = nominal (default {policies})",
+        )
+        p.add_argument("--scenarios", default="", help="comma-separated (default: all)")
+        p.add_argument(
+            "--seeds", type=int, default=seeds, help=f"episodes per cell and onset ({seeds})"
+        )
+        p.add_argument("--onsets", default="start,mid", help="start and/or mid (default both)")
+        p.add_argument("--mid-onset", type=int, default=20, help="frame of a mid onset (20)")
+        p.add_argument("--slow-scale", type=float, default=0.5, help="command scale on SLOW (0.5)")
+        p.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
+        p.add_argument("--backend", default="onnxruntime,torch", help="backend order")
+        p.add_argument("--engines-dir", default="engines", help="engine cache directory")
+        p.add_argument("--no-mcap", action="store_true", help="no per-episode MCAP files")
+        p.add_argument(
+            "--strips", type=int, default=strips, help=f"animated strips per cell ({strips})"
+        )
+        p.add_argument("--no-evaluate", action="store_true", help="skip the `evaluate` pass")
+        p.add_argument("--serve", action="store_true", help="serve the report afterwards")
+        p.add_argument("--port", type=int, default=8000, help="port for --serve (8000)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        _add_overrides(p)
+        p.set_defaults(func=_cmd_demo if name == "demo" else _cmd_evaluate_policy)
+
+    p = sub.add_parser(
+        "report",
+        help="(re)build the HTML report of an evaluate-policy/demo run, optionally serve it",
+        description="Write RUN_DIR/report/index.html (self-contained: no CDN) from a run "
+        "directory; --serve serves RUN_DIR on 127.0.0.1 (no directory listings, no paths "
+        "outside RUN_DIR).",
+    )
+    p.add_argument("run_dir", help="directory written by evaluate-policy or demo")
+    p.add_argument("--serve", action="store_true", help="serve on 127.0.0.1 afterwards")
+    p.add_argument("--port", type=int, default=8000, help="port for --serve (8000)")
+    p.set_defaults(func=_cmd_report, overrides=[])
     return parser
 
 

@@ -293,6 +293,7 @@ class Monitor:
             latency_ms=latency,
             backend=self.backend_name,
             signals=dict(raw.scores),
+            predicted_latents=raw.latents,
         )
 
     def decision_for(self, risk: float) -> Decision:

@@ -165,6 +165,9 @@ class Assessment:
     #: Raw risk signals of this decision (risk.SIGNALS: C³ summaries, input reconstruction
     #: error) before calibration; evaluation compares them as detectors.
     signals: dict[str, float] = field(default_factory=dict)
+    #: Predicted latents [H, C, h, w] the confidence map is about (``None`` from monitors that
+    #: do not expose them). Kept for visualisation (decoded "predicted" strips); not serialised.
+    predicted_latents: np.ndarray | None = None
 
     def with_gate(self, status: GateStatus) -> Assessment:
         """A copy carrying the gate's decision and reasons, for publishing/logging.

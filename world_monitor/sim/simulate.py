@@ -8,6 +8,8 @@ does not affect the bytes produced (tested).
 from __future__ import annotations
 
 import atexit
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +19,14 @@ from world_monitor.sim.controller import clip_action
 from world_monitor.sim.env import TabletopEnv
 from world_monitor.sim.policies import DEFAULT_POLICY_NOISE
 
-__all__ = ["get_env", "simulate_episode"]
+__all__ = ["StepHook", "get_env", "simulate_episode"]
+
+#: ``hook(t, obs, new_chunk, planned_action) -> executed_action``: called once per frame, before
+#: the action after frame ``t`` is executed. ``new_chunk`` is the chunk the policy planned at
+#: ``t`` (``None`` between replanning steps), ``planned_action`` the action the policy wants to
+#: run now. Closed-loop evaluation uses it to put a monitor and its gate between the policy and
+#: the robot without a second copy of the episode loop.
+StepHook = Callable[[int, dict[str, Any], np.ndarray | None, np.ndarray], np.ndarray]
 
 _ENVS: dict[SimConfig, TabletopEnv] = {}
 
@@ -47,11 +56,13 @@ def simulate_episode(
     config: SimConfig | None = None,
     policy: str = "scripted",
     policy_noise: float | None = None,
+    step_hook: StepHook | None = None,
 ) -> Episode:
     """Simulate one episode; ``actions[t]`` is the (clipped) action executed after frame ``t``.
 
     The policy is queried every ``replan_every`` steps for a chunk of ``chunk_horizon`` actions.
-    The last frame's action is the policy's next intended action (never executed).
+    The last frame's action is the policy's next intended action (never executed). With
+    ``step_hook`` the hook decides what is executed (see :data:`StepHook`).
     """
     env = get_env(config)
     cfg = env.config
@@ -66,9 +77,13 @@ def simulate_episode(
         if masks is not None:
             masks[t] = obs["shift_mask"]
         k = t % cfg.replan_every
+        new_chunk = None
         if k == 0:
-            chunk = env.policy_chunk()
-        actions[t] = clip_action(chunk[k])  # record exactly what the env will execute
+            chunk = new_chunk = env.policy_chunk()
+        planned = clip_action(chunk[k])
+        if step_hook is not None:
+            planned = clip_action(step_hook(t, obs, new_chunk, planned))
+        actions[t] = planned  # record exactly what the env will execute
         if t < T - 1:
             obs, _ = env.step(actions[t])
     out = env.outcome

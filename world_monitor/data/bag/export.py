@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from world_monitor.data.dataset import EpisodeDataset
 
 __all__ = [
+    "trajectory_msg",
     "DEFAULT_ACTION_TOPIC",
     "DEFAULT_IMAGE_TOPIC",
     "DEFAULT_JOINT_NAMES",
@@ -116,15 +117,12 @@ def export_episode_bag(
     store = get_store(distro)
     t = store.types
     header_cls, image_cls = t["std_msgs/msg/Header"], t[IMAGE]
-    jt_cls, jtp_cls = t[TRAJECTORY], t["trajectory_msgs/msg/JointTrajectoryPoint"]
-    dur_cls = t["builtin_interfaces/msg/Duration"]
     names = _joint_names(episode.action_dim, joint_names)
     stamps_ns = [seconds_to_ns(s) for s in episode.stamps]
     if any(b <= a for a, b in itertools.pairwise(stamps_ns)):
         raise BagError(path, "episode stamps collide at nanosecond resolution")
     h, w = episode.image_size
     fps = float(episode.meta.fps)
-    empty = np.zeros(0, dtype=np.float64)
     try:
         with Writer(tmp, version=9, storage_plugin=_STORAGE[storage]) as writer:
             img_type = IMAGE if compressed is None else COMPRESSED
@@ -177,17 +175,9 @@ def export_episode_bag(
                         data=mask.reshape(-1),
                     )
                     writer.write(c_mask, stamps_ns[i], store.serialize_cdr(mmsg, IMAGE))
-                points = [
-                    jtp_cls(
-                        positions=np.asarray(a, dtype=np.float64),
-                        velocities=empty,
-                        accelerations=empty,
-                        effort=empty,
-                        time_from_start=_duration(dur_cls, (k + 1) / fps),
-                    )
-                    for k, a in enumerate(planned_chunk(episode.actions, i, horizon))
-                ]
-                jmsg = jt_cls(header=header, joint_names=names, points=points)
+                jmsg = trajectory_msg(
+                    store, header, names, planned_chunk(episode.actions, i, horizon), fps
+                )
                 writer.write(c_act, stamps_ns[i], store.serialize_cdr(jmsg, TRAJECTORY))
     except BagError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -197,6 +187,28 @@ def export_episode_bag(
         raise BagError(path, f"writing failed: {type(exc).__name__}: {exc}") from exc
     _rename_storage(tmp, path)
     return path
+
+
+def trajectory_msg(
+    store: Any, header: Any, names: Sequence[str], chunk: np.ndarray, fps: float
+) -> Any:
+    """An action chunk [H, A] as ``trajectory_msgs/JointTrajectory``: one point per action,
+    ``time_from_start`` = (k + 1) / fps (the k-th action runs after k + 1 control periods)."""
+    t = store.types
+    jtp_cls = t["trajectory_msgs/msg/JointTrajectoryPoint"]
+    dur_cls = t["builtin_interfaces/msg/Duration"]
+    empty = np.zeros(0, dtype=np.float64)
+    points = [
+        jtp_cls(
+            positions=np.asarray(a, dtype=np.float64),
+            velocities=empty,
+            accelerations=empty,
+            effort=empty,
+            time_from_start=_duration(dur_cls, (k + 1) / fps),
+        )
+        for k, a in enumerate(chunk)
+    ]
+    return t[TRAJECTORY](header=header, joint_names=list(names), points=points)
 
 
 def _duration(dur_cls: Any, seconds: float) -> Any:
