@@ -47,6 +47,9 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         "evaluate",
         "export",
         "replay",
+        "evaluate-policy",
+        "demo",
+        "report",
     } <= set(commands)
     for name in commands:
         with pytest.raises(SystemExit) as exc:
@@ -177,3 +180,23 @@ def test_preview_png(tmp_path: Path) -> None:
 
     img = Image.open(out)
     assert img.size[1] > img.size[0] / 2  # one row per scenario (8 rows)
+
+
+def test_policy_evaluation_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad policies/scenarios, an occupied run directory and a non-run directory: one line, 2."""
+    out = tmp_path / "run"
+    cases = [
+        (["evaluate-policy", "--out", str(out), "--policies", "scripted,nope"], "--policies"),
+        (["demo", "--out", str(out), "--scenarios", "moon"], "unknown scenarios"),
+        (["evaluate-policy", "--out", str(out), "--onsets", "later"], "onsets"),
+        (["report", str(tmp_path / "missing")], "no such run directory"),
+        (["report", str(tmp_path)], "run.json"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert main(["demo", "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err

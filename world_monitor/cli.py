@@ -583,8 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence-level", type=float, default=0.5, help="q below this = doubted")
     p.add_argument(
         "--signals",
-        default="c3_fraction,recon",
-        help="risk signals to fuse: c3_mean, c3_fraction, c3_min_step, recon",
+        default="c3_fraction,recon,recon_patch",
+        help="risk signals to fuse (max of in-distribution ranks): c3_mean, c3_fraction, "
+        "c3_min_step, recon, recon_patch (default c3_fraction,recon,recon_patch)",
     )
     p.add_argument("--false-stop-rate", type=float, default=0.02, help="STOP target per episode")
     p.add_argument("--slow-rate", type=float, default=0.10, help="SLOW target per episode")
@@ -709,7 +710,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--engines-dir", default="engines", help="engine cache directory")
         p.add_argument("--no-mcap", action="store_true", help="no per-episode MCAP files")
         p.add_argument(
-            "--strips", type=int, default=strips, help=f"animated strips per cell ({strips})"
+            "--strips",
+            type=int,
+            default=strips,
+            help=f"animated strips per policy, scenario and onset ({strips})",
         )
         p.add_argument("--no-evaluate", action="store_true", help="skip the `evaluate` pass")
         p.add_argument("--serve", action="store_true", help="serve the report afterwards")

@@ -61,8 +61,10 @@ def test_run_directory(tmp_path: Path) -> None:
     doc = run_policy_evaluation(default_bundle(), out, sim_config_from(load_config([])), opts)
     run = json.loads((out / "run.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
-    assert run["episodes"] == 2 and run["bundle_hash"] and summary == json.loads(
-        json.dumps(doc["summary"])
+    assert (
+        run["episodes"] == 2
+        and run["bundle_hash"]
+        and summary == json.loads(json.dumps(doc["summary"]))
     )
     recs = [json.loads(p.read_text()) for p in sorted((out / "episodes").glob("*.json"))]
     assert len(recs) == 4 and {r["gated"] for r in recs} == {True, False}

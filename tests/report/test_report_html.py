@@ -60,14 +60,14 @@ def test_summary_table_matches_summary_json(built_run_dir: Path, page) -> None:
         assert got[3] == _rate_text(want["success_ungated"])
         assert got[4] == _rate_text(want["success_gated"])
         if want["failures_prevented"]["n"]:
-            assert got[8] == _rate_text(want["failures_prevented"])
+            assert got[10] == _rate_text(want["failures_prevented"])
         else:
-            assert got[8] == "— (0/0)"
+            assert got[10] == "— (0/0)"
     # null mean lead time and null latency are shown as a dash, not "None" / "nan"
     text = "".join(index.text)
     assert "None" not in text and "nan" not in text
     lighting = [r for r in rows if r[1] == "lighting"]
-    assert all(r[12] == "—" for r in lighting)
+    assert all(r[14] == "—" for r in lighting)
     # acceptance checklist and detection table come from summary.json
     assert "2/3 checks passed" in text
     assert [r[0] for r in index.tables["detection"]] == ["lighting", "unseen_object"]
@@ -172,7 +172,7 @@ def test_missing_optional_pieces_are_dashes(synthetic_run_dir: Path, page) -> No
     text = "".join(index.text)
     assert "no detection results" in text and "no acceptance checks" in text
     assert index.tables["summary"][0][4] == "— (0/0)"
-    assert index.tables["summary"][0][10] == "—"
+    assert index.tables["summary"][0][12] == "—"
     assert not list((report / "img").glob("evaluate/*")) and not (report / "img/figures").exists()
     assert len(index.tables["episodes"]) == 3
     bare_page = page(report / "episodes" / "bare.html")

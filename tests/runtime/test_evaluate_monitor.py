@@ -172,6 +172,7 @@ def test_evaluate_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> 
         "c3_fraction",
         "c3_min_step",
         "recon",
+        "recon_patch",
         "sample_spread",
         "oracle",
     }

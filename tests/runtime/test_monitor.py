@@ -85,7 +85,7 @@ def test_assessment_contract(world: tuple[Path, Path, Path], tmp_path: Path) -> 
     assert a.confidence_map.shape == (h, c, lh, lw) and a.step_confidence.shape == (h,)
     assert ((a.confidence_map >= 0) & (a.confidence_map <= 1)).all()
     assert a.decision is monitor.decision_for(a.risk)
-    assert set(a.signals) == {"c3_mean", "c3_fraction", "c3_min_step", "recon"}
+    assert set(a.signals) == {"c3_mean", "c3_fraction", "c3_min_step", "recon", "recon_patch"}
     assert {"encode", "rollout", "signals", "risk", "total"} <= set(a.latency_ms)
     json.dumps(a.to_dict())  # strict JSON
     with pytest.raises(ValueError, match="frames"):

@@ -100,7 +100,7 @@ class PolicyEvalOptions:
     backend: str = "onnxruntime,torch"
     engines_dir: str = "engines"
     mcap: bool = True
-    strips_per_cell: int = 2
+    strips_per_cell: int = 2  # per (policy, scenario, onset)
     evaluate: bool = True
     progress: bool = True
     command: str = ""
@@ -146,6 +146,9 @@ def _init_worker(bundle: str, backend: str, engines_dir: str, sim_cfg: Any, out:
 
     torch.set_num_threads(1)
     logging.getLogger("world_monitor").setLevel(logging.WARNING)
+    # gate transitions are recorded per episode (JSON + MCAP); on the console they would bury
+    # the progress bar under hundreds of expected "risk_high" lines
+    logging.getLogger("world_monitor.runtime.gate").setLevel(logging.ERROR)
     monitor = Monitor.from_bundle(bundle, backend, engines_dir=engines_dir)
     _WORKER.update(
         monitor=monitor,
@@ -247,10 +250,10 @@ def run_policy_evaluation(
     (out / "episodes").mkdir(parents=True, exist_ok=True)
     nominal = opts.policies[0]
     DatasetWriter(out / "dataset", info={"source": "evaluate-policy", "policy": nominal.label})
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str, int | None], int] = {}
     tasks = []
     for spec in plan:
-        cell = (spec.policy.label, spec.scenario)
+        cell = (spec.policy.label, spec.scenario, spec.onset)  # strips for both onsets
         seen[cell] = seen.get(cell, 0) + 1
         strip = seen[cell] <= opts.strips_per_cell
         tasks.append((spec, opts.mcap, strip, spec.policy == nominal, opts.slow_scale))

@@ -714,6 +714,8 @@ SUMMARY_HEADERS = [
     "failure (gate off)",
     "failure (gate on)",
     "stopped (gate on)",
+    "shift-induced failures (gate off)",
+    "shift-induced failures (gate on)",
     "failures prevented",
     "false stops",
     "lead time s",
@@ -733,6 +735,8 @@ def _summary_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
             _rate(r.get("failure_ungated")),
             _rate(r.get("failure_gated")),
             _rate(r.get("stopped_gated")),
+            _rate(r.get("induced_failure_ungated")),
+            _rate(r.get("induced_failure_gated")),
             _rate(r.get("failures_prevented")),
             _rate(r.get("false_stops")),
             _mean_ci(r.get("lead_time_s")),
@@ -856,9 +860,14 @@ def _index_html(
 <h2 id="acceptance-section">Acceptance</h2>
 {_acceptance(summary)}
 <h2 id="summary-section">Summary per policy × scenario</h2>
-<p class=muted>Rates are <code>rate [lo, hi] (k/n)</code> with Wilson 95 % intervals; failures
-prevented counts ungated failures the gated run avoided, false stops counts gated runs stopped
-although the ungated run succeeded. Lead time and interventions are means with 95 % CI.</p>
+<p class=muted>Every episode runs twice, gate off (shadow mode) and gate on. Rates are
+<code>rate [lo, hi] (k/n)</code> with Wilson 95 % intervals. <em>Stopped</em>: the gate held the
+robot at the end without a safety failure (handed over). <em>Shift-induced failures</em>: failures
+of episodes whose in-distribution twin (same policy and seed, same layout) succeeds, so the shift
+caused them. Failures prevented counts gate-off failures the gated run avoided; false stops counts
+gated runs stopped although the gate-off run succeeded (on a shift row: a harmless shift that was
+nevertheless detected). Lead time (first STOP to the gate-off failure) and interventions are means
+with 95 % bootstrap CI.</p>
 {_table(SUMMARY_HEADERS, _summary_rows(rows), "summary", num_from=2)}
 <h2 id="detection-section">Detection</h2>
 {_detection(summary, site)}

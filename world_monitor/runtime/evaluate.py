@@ -76,7 +76,7 @@ __all__ = [
 LOG = logging.getLogger(__name__)
 
 ID_FAMILY = "in_distribution"
-SIGNAL_DETECTORS = ("c3_risk", "c3_mean", "c3_fraction", "c3_min_step", "recon")
+SIGNAL_DETECTORS = ("c3_risk", "c3_mean", "c3_fraction", "c3_min_step", "recon", "recon_patch")
 #: Baselines selectable with ``--baselines`` (``recon`` is always computed: it is a monitor signal).
 BASELINES = ("spread", "ensemble", "recon", "oracle")
 DETECTORS = (*SIGNAL_DETECTORS, "sample_spread", "ensemble", "oracle")
@@ -86,6 +86,7 @@ DETECTOR_LABELS = {
     "c3_fraction": "c3_fraction alone",
     "c3_min_step": "c3_min_step alone",
     "recon": "VAE reconstruction error (recon)",
+    "recon_patch": "VAE reconstruction error, worst 4x4-pixel cells (recon_patch)",
     "sample_spread": "diffusion sample spread over seeds",
     "ensemble": "latent-ensemble disagreement (decoded)",
     "oracle": "oracle: true prediction error (after the fact)",

@@ -35,6 +35,7 @@ from world_monitor.runtime.risk import (
     c3_signals,
     confidence_summaries,
     recon_error,
+    recon_patch_error,
 )
 from world_monitor.runtime.types import Assessment, Decision
 
@@ -246,6 +247,7 @@ class Monitor:
         recon = self.backend.decode(ctx[-1:])
         scores = c3_signals(result.confidence, self.risk_config.confidence_level)
         scores["recon"] = recon_error(x[-1:], recon)
+        scores["recon_patch"] = recon_patch_error(x[-1:], recon)
         t3 = time.perf_counter()
         return RawDecision(
             latents=result.latents,

@@ -1,0 +1,48 @@
+"""Risk signals and ranks without a model: the patch reconstruction signal and the tail ranks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from world_monitor.runtime.risk import (
+    RiskCalibration,
+    RiskConfig,
+    RiskError,
+    recon_error,
+    recon_patch_error,
+)
+
+
+def test_recon_patch_sees_a_small_object_the_mean_dilutes() -> None:
+    rng = np.random.default_rng(0)
+    frame = rng.uniform(-1, 1, (1, 3, 64, 64))
+    recon = frame + rng.normal(0, 0.02, frame.shape)  # a good reconstruction everywhere...
+    novel = recon.copy()
+    novel[..., 8:16, 40:48] += 1.0  # ...except an 8x8 object it cannot reproduce (4 cells)
+    base, obj = recon_patch_error(frame, recon), recon_patch_error(frame, novel)
+    assert obj == pytest.approx(1.0, rel=0.01)  # the 4 worst cells are exactly the object
+    assert obj / base > 500
+    assert recon_error(frame, novel) / recon_error(frame, recon) < obj / base
+    with pytest.raises(RiskError, match="shape"):
+        recon_patch_error(frame, recon[..., :32])
+    with pytest.raises(RiskError, match="multiple"):
+        recon_patch_error(frame[..., :62, :62], recon[..., :62, :62])
+
+
+def test_ranks_follow_an_exponential_tail_above_the_90th_percentile() -> None:
+    cfg = RiskConfig(signals=("recon",))
+    ref = np.arange(1.0, 101.0)  # 1..100: u = 90.1, p_u = 90/101, exceedances 0.9..9.9 -> 5.4
+    cal = RiskCalibration(cfg, {"recon": ref})
+    r = lambda s: cal.signal_risk({"recon": s})["recon"]  # noqa: E731
+    assert r(50.0) == pytest.approx(50 / 101)  # the body: the empirical CDF
+    assert r(90.0) == pytest.approx(90 / 101)
+    p_u = 90 / 101
+    assert r(95.0) == pytest.approx(p_u + (1 - p_u) * (1 - np.exp(-4.9 / 5.4)))
+    tail = [r(s) for s in (90.2, 95.0, 99.5, 99.9, 100.0, 105.0, 150.0)]
+    assert tail == sorted(tail) and len(set(tail)) == len(tail)  # strictly rising, no staircase
+    assert r(90.1) == pytest.approx(p_u, abs=1e-3)  # continuous where body and tail meet
+    assert tail[-1] < 1.0
+    assert r(95.0 * (1 + 5e-6)) == r(95.0) != r(95.0 * (1 + 5e-5))  # ties within RANK_RTOL
+    with pytest.raises(RiskError, match="finite"):
+        cal.signal_risk({"recon": float("nan")})
