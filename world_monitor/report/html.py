@@ -346,9 +346,9 @@ def _thresholds(run: Mapping[str, Any]) -> tuple[float | None, float | None]:
 def _axhlines(ax: Any, run: Mapping[str, Any]) -> None:
     slow, stop = _thresholds(run)
     if slow is not None:
-        ax.axhline(slow, color=GATE_COLOURS["SLOW"], ls="--", lw=1, label=f"slow {slow:.3g}")
+        ax.axhline(slow, color=GATE_COLOURS["SLOW"], ls="--", lw=1, label=f"slow {slow:.4f}")
     if stop is not None:
-        ax.axhline(stop, color=GATE_COLOURS["STOP"], ls="--", lw=1, label=f"stop {stop:.3g}")
+        ax.axhline(stop, color=GATE_COLOURS["STOP"], ls="--", lw=1, label=f"stop {stop:.4f}")
 
 
 def _ordered(preferred: Iterable[Any], present: Iterable[str]) -> list[str]:
