@@ -191,6 +191,7 @@ def test_policy_evaluation_user_errors(tmp_path: Path, capsys: pytest.CaptureFix
         (["evaluate-policy", "--out", str(out), "--onsets", "later"], "onsets"),
         (["report", str(tmp_path / "missing")], "no such run directory"),
         (["report", str(tmp_path)], "run.json"),
+        (["report", str(tmp_path / "missing"), "--serve", "--host", "0.0.0.0"], "no such run"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv

@@ -412,7 +412,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.serve:
         from world_monitor.report.serve import serve
 
-        serve(run_dir, port=args.port)
+        try:
+            serve(run_dir, host=args.host, port=args.port, allow_remote=args.allow_remote)
+        except ValueError as exc:  # a non-loopback host without --allow-remote
+            raise UserError(str(exc)) from None
     return 0
 
 
@@ -732,6 +735,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="directory written by evaluate-policy or demo")
     p.add_argument("--serve", action="store_true", help="serve on 127.0.0.1 afterwards")
     p.add_argument("--port", type=int, default=8000, help="port for --serve (8000)")
+    p.add_argument("--host", default="127.0.0.1", help="address for --serve (127.0.0.1)")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (no authentication: trusted networks only)",
+    )
     p.set_defaults(func=_cmd_report, overrides=[])
     return parser
 
