@@ -188,3 +188,27 @@ def test_localisation_points_at_the_dropped_region(
         monitor.decision_for(monitor.stop_threshold + 1e-9) is Decision.STOP
         or monitor.stop_threshold >= 1.0
     )
+
+
+def test_input_led_alerts_take_their_box_from_the_reconstruction_error(
+    world: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """When an input-side signal raised the risk, the box surrounds the badly reconstructed
+    cells (e.g. a new object), not the C³ drop; otherwise the C³ box is kept."""
+    _, bundle, _ = world
+    monitor = load_monitor(bundle, "torch", engines_dir=tmp_path)
+    ref = np.asarray(monitor.calibration.info["reference_cell"])
+    h, c, lh, lw = monitor.horizon, *monitor.latent_shape
+    conf = np.broadcast_to(ref, (h, c, lh, lw)).copy()
+    conf[1:, :, 0:2, 2:4] -= 0.6  # C³ drop in the top-right quadrant
+    img_h, img_w = monitor.image_size
+    cells = np.full((img_h // 4, img_w // 4), 0.001)
+    r0, c0 = cells.shape[0] // 2, 0
+    cells[r0 : r0 + 2, c0 : c0 + 2] = 0.2  # an unseen object, bottom-left
+    input_led = {"c3_fraction": 0.4, "recon_patch": 0.9999}
+    box, onset = monitor.localise(np.clip(conf, 0, 1), cells, input_led)
+    assert onset == 1
+    assert box == pytest.approx((0.0, 0.5, 2 * 4 / img_w, 0.5 + 2 * 4 / img_h))
+    c3_led = {"c3_fraction": 0.9999, "recon_patch": 0.4}
+    box_c3, _ = monitor.localise(np.clip(conf, 0, 1), cells, c3_led)
+    assert box_c3 == monitor.localise(np.clip(conf, 0, 1))[0] and box_c3[0] >= 0.5 - 1e-9

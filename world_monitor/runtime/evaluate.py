@@ -500,7 +500,7 @@ def _score_episode(
         post = family != ID_FAMILY and p.t >= (onset or 0)
         box = None
         if scores["c3_risk"] > monitor.slow_threshold:
-            box, _ = monitor.localise(raw.confidence)
+            box, _ = monitor.localise(raw.confidence, raw.recon_cells, cal.signal_risk(raw.scores))
         true_box = None
         if post and ep.shift_mask is not None:
             true_box = box_from_mask(ep.shift_mask[p.t])

@@ -29,13 +29,15 @@ import numpy as np
 
 from world_monitor.data.normalize import frames_to_float
 from world_monitor.runtime.risk import (
+    INPUT_SIGNALS,
     RiskCalibration,
     RiskConfig,
     RiskError,
     c3_signals,
     confidence_summaries,
+    patch_score,
+    recon_cells,
     recon_error,
-    recon_patch_error,
 )
 from world_monitor.runtime.types import Assessment, Decision
 
@@ -72,6 +74,8 @@ class RawDecision:
     context_latents: np.ndarray  # [k, C, h, w]
     scores: dict[str, float]  # raw signals (risk.SIGNALS)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    #: per-cell reconstruction error of the newest frame [H/4, W/4] (input-side alert box)
+    recon_cells: np.ndarray | None = None
 
 
 def _parse_backends(backend: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -247,13 +251,15 @@ class Monitor:
         recon = self.backend.decode(ctx[-1:])
         scores = c3_signals(result.confidence, self.risk_config.confidence_level)
         scores["recon"] = recon_error(x[-1:], recon)
-        scores["recon_patch"] = recon_patch_error(x[-1:], recon)
+        cells = recon_cells(x[-1:], recon)
+        scores["recon_patch"] = patch_score(cells)
         t3 = time.perf_counter()
         return RawDecision(
             latents=result.latents,
             confidence=result.confidence,
             context_latents=ctx,
             scores=scores,
+            recon_cells=cells,
             latency_ms={
                 "encode": (t1 - t0) * 1e3,
                 "rollout": (t2 - t1) * 1e3,
@@ -277,7 +283,9 @@ class Monitor:
         risk = self.calibration.risk(raw.scores)
         decision = self.decision_for(risk)
         box, onset = (
-            self.localise(raw.confidence) if decision is not Decision.PROCEED else (None, None)
+            self.localise(raw.confidence, raw.recon_cells, self.calibration.signal_risk(raw.scores))
+            if decision is not Decision.PROCEED
+            else (None, None)
         )
         step_conf = confidence_summaries(raw.confidence)[1].astype(np.float32)
         latency = dict(raw.latency_ms)
@@ -307,10 +315,21 @@ class Monitor:
         return Decision.PROCEED
 
     def localise(
-        self, confidence: np.ndarray
+        self,
+        confidence: np.ndarray,
+        recon_cells: np.ndarray | None = None,
+        signal_risk: Mapping[str, float] | None = None,
     ) -> tuple[tuple[float, float, float, float] | None, int | None]:
-        """Box (normalised x0,y0,x1,y1) of the largest region whose confidence dropped most below
-        the in-distribution reference, and the first step whose drop reaches half the peak."""
+        """The alert's box (normalised x0, y0, x1, y1) and onset step.
+
+        The box comes from the evidence that raised the risk: when an input-side signal
+        (``recon``/``recon_patch``) has the highest rank in ``signal_risk`` and the per-cell
+        reconstruction error is given, the box surrounds the largest region of cells with at
+        least half the peak error (where the camera shows something the VAE has not seen);
+        otherwise the largest region whose C³ confidence dropped most below its
+        in-distribution reference. The onset is always the first predicted step whose
+        confidence drop reaches half the peak.
+        """
         from world_monitor.uq.localization import box_from_confidence
 
         cell, step = confidence_summaries(confidence)  # [h, w] worst step; [H]
@@ -319,14 +338,22 @@ class Monitor:
         ref_step = np.asarray(info.get("reference_step", np.ones_like(step)), dtype=np.float64)
         if ref_cell.shape != cell.shape or ref_step.shape != step.shape:
             ref_cell, ref_step = np.ones_like(cell), np.ones_like(step)
-        drop = ref_cell - cell
-        peak = float(drop.max())
         box = None
-        if peak >= MIN_DROP:
-            thr = max(MIN_DROP, 0.5 * peak)
+        input_led = bool(signal_risk) and max(signal_risk, key=signal_risk.get) in INPUT_SIGNALS
+        if input_led and recon_cells is not None and float(np.max(recon_cells)) > 0:
+            err = np.asarray(recon_cells, dtype=np.float64)
+            stride = self.image_size[1] // err.shape[1]
             box = box_from_confidence(
-                -drop, -thr + 1e-12, stride=self.stride, image_size=self.image_size
+                -err, -0.5 * float(err.max()) + 1e-12, stride=stride, image_size=self.image_size
             )
+        else:
+            drop = ref_cell - cell
+            peak = float(drop.max())
+            if peak >= MIN_DROP:
+                thr = max(MIN_DROP, 0.5 * peak)
+                box = box_from_confidence(
+                    -drop, -thr + 1e-12, stride=self.stride, image_size=self.image_size
+                )
         step_drop = ref_step - step
         onset = None
         if float(step_drop.max()) >= MIN_DROP / 5:

@@ -33,18 +33,22 @@ import numpy as np
 
 __all__ = [
     "C3_SIGNALS",
+    "INPUT_SIGNALS",
     "SIGNALS",
     "RiskCalibration",
     "RiskConfig",
     "RiskError",
     "c3_signals",
     "confidence_summaries",
+    "patch_score",
+    "recon_cells",
     "recon_error",
     "recon_patch_error",
 ]
 
 C3_SIGNALS = ("c3_mean", "c3_fraction", "c3_min_step")
-SIGNALS = (*C3_SIGNALS, "recon", "recon_patch")
+INPUT_SIGNALS = ("recon", "recon_patch")
+SIGNALS = (*C3_SIGNALS, *INPUT_SIGNALS)
 #: ``recon_patch``: the reconstruction error is pooled over PATCH x PATCH pixel cells (the VAE's
 #: stride) and the TOP_K worst cells are averaged, so a small novel object (a few cells) is not
 #: diluted by the whole frame the way the global mean ``recon`` dilutes it.
@@ -130,15 +134,12 @@ def c3_signals(confidence: np.ndarray, confidence_level: float) -> dict[str, flo
     }
 
 
-def recon_patch_error(
-    frame: np.ndarray,
-    reconstruction: np.ndarray,
-    patch: int = RECON_PATCH,
-    top_k: int = RECON_TOP_K,
-) -> float:
-    """Mean of the ``top_k`` largest per-cell reconstruction errors (cells of ``patch`` x
-    ``patch`` pixels, squared error averaged over channels and the cell) of ``[1|3, H, W]`` or
-    ``[N, 3, H, W]`` frames in [-1, 1] (the first frame is scored)."""
+def recon_cells(
+    frame: np.ndarray, reconstruction: np.ndarray, patch: int = RECON_PATCH
+) -> np.ndarray:
+    """Per-cell reconstruction error ``[H / patch, W / patch]`` of the first of ``[N, 3, H, W]``
+    (or ``[3, H, W]``) frames in [-1, 1]: squared error averaged over channels and the cell.
+    Shared by the ``recon_patch`` signal and the input-side alert box."""
     a = np.asarray(frame, dtype=np.float64)
     b = np.asarray(reconstruction, dtype=np.float64)
     if a.shape != b.shape:
@@ -147,9 +148,24 @@ def recon_patch_error(
     h, w = err.shape
     if h % patch or w % patch:
         raise RiskError(f"frame {h}x{w} is not a multiple of the patch size {patch}")
-    cells = err.reshape(h // patch, patch, w // patch, patch).mean(axis=(1, 3)).ravel()
-    k = min(top_k, cells.size)
-    return float(np.partition(cells, cells.size - k)[-k:].mean())
+    return err.reshape(h // patch, patch, w // patch, patch).mean(axis=(1, 3))
+
+
+def recon_patch_error(
+    frame: np.ndarray,
+    reconstruction: np.ndarray,
+    patch: int = RECON_PATCH,
+    top_k: int = RECON_TOP_K,
+) -> float:
+    """Mean of the ``top_k`` largest :func:`recon_cells` (the ``recon_patch`` signal)."""
+    return patch_score(recon_cells(frame, reconstruction, patch), top_k)
+
+
+def patch_score(cells: np.ndarray, top_k: int = RECON_TOP_K) -> float:
+    """Mean of the ``top_k`` largest values of a cell-error map."""
+    flat = np.asarray(cells, dtype=np.float64).ravel()
+    k = min(top_k, flat.size)
+    return float(np.partition(flat, flat.size - k)[-k:].mean())
 
 
 def recon_error(frame: np.ndarray, reconstruction: np.ndarray) -> float:
