@@ -51,6 +51,11 @@ def _bundle_or_shipped(bundle: str | None) -> Path:
     return default_bundle()
 
 
+def _csv(text: str) -> list[str]:
+    """A comma-separated flag value as its non-empty, stripped items."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "overrides",
@@ -221,7 +226,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     risk = RiskConfig(
         epsilon=args.epsilon,
         confidence_level=args.confidence_level,
-        signals=tuple(s.strip() for s in args.signals.split(",") if s.strip()),
+        signals=tuple(_csv(args.signals)),
     )
     result = calibrate_bundle(
         Path(args.bundle),
@@ -273,7 +278,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     # never write into the installed package next to the shipped bundle
     default_out = Path("runs/eval_monitor") if shipped else bundle.resolve().parent / "eval_monitor"
     out = Path(args.out) if args.out else default_out
-    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    baselines = _csv(args.baselines)
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise UserError(f"--baselines {unknown}: choose from {','.join(BASELINES)}")
@@ -339,8 +344,8 @@ def _policy_eval_options(args: argparse.Namespace, command: list[str]) -> Any:
         policies = parse_policies(args.policies)
     except ValueError as exc:
         raise UserError(f"--policies: {exc}") from None
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] or None
-    onsets = tuple(o.strip() for o in args.onsets.split(",") if o.strip())
+    scenarios = _csv(args.scenarios) or None
+    onsets = tuple(_csv(args.onsets))
     return PolicyEvalOptions(
         policies=policies,
         scenarios=scenarios,

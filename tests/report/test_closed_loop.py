@@ -19,7 +19,7 @@ import pytest
 
 from world_monitor.defaults import default_bundle
 from world_monitor.report.closed_loop import (
-    EpisodeSpec,
+    ClosedLoopSpec,
     GatedController,
     PolicySpec,
     classify_outcome,
@@ -41,7 +41,7 @@ def monitor(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def lighting_runs(monitor):
-    spec = EpisodeSpec(PolicySpec(), "lighting", SEED, ONSET)
+    spec = ClosedLoopSpec(PolicySpec(), "lighting", SEED, ONSET)
     return (
         run_closed_loop(monitor, spec, gated=False, keep_assessments=True),
         run_closed_loop(monitor, spec, gated=True, keep_assessments=True),
@@ -76,7 +76,9 @@ def test_gated_run_stops_the_robot_at_the_shift(lighting_runs) -> None:
 
 
 def test_in_distribution_run_is_not_stopped(monitor) -> None:
-    gated = run_closed_loop(monitor, EpisodeSpec(PolicySpec(), "in_distribution", SEED), gated=True)
+    gated = run_closed_loop(
+        monitor, ClosedLoopSpec(PolicySpec(), "in_distribution", SEED), gated=True
+    )
     assert gated.first_stop_step is None
     assert gated.outcome == "success"
     assert len(gated.decisions) == 13  # one per chunk: frames 0, 4, ..., 48

@@ -16,18 +16,19 @@ import numpy as np
 
 from world_monitor.report.closed_loop import lead_time_s
 from world_monitor.runtime.types import json_float
+from world_monitor.sim.scenarios import IN_DISTRIBUTION as ID_SCENARIO
 from world_monitor.uq.detection import bootstrap_ci, wilson_interval
 
 __all__ = [
     "ID_SCENARIO",
     "MAX_ID_SUCCESS_DROP",
     "acceptance_checks",
+    "format_rate",
     "pair_runs",
     "rate",
     "summarise_runs",
 ]
 
-ID_SCENARIO = "in_distribution"
 #: Acceptance: in-distribution success may drop by at most this much with the gate in the loop.
 MAX_ID_SUCCESS_DROP = 0.02
 
@@ -153,7 +154,7 @@ def acceptance_checks(rows: Sequence[Mapping[str, Any]], policy: str) -> list[di
             {
                 "check": f"{r['scenario']}: fewer failures with the gate",
                 "passed": fg["rate"] < fo["rate"],
-                "detail": f"{what} {_fmt(fo)} without vs {_fmt(fg)} with the gate",
+                "detail": f"{what} {format_rate(fo)} without vs {format_rate(fg)} with the gate",
             }
         )
     for r in mine:
@@ -167,14 +168,15 @@ def acceptance_checks(rows: Sequence[Mapping[str, Any]], policy: str) -> list[di
             {
                 "check": f"in-distribution success drops by <= {MAX_ID_SUCCESS_DROP * 100:.0f} points",
                 "passed": drop <= MAX_ID_SUCCESS_DROP + 1e-12,
-                "detail": f"success {_fmt(so)} without vs {_fmt(sg)} with the gate "
+                "detail": f"success {format_rate(so)} without vs {format_rate(sg)} with the gate "
                 f"(drop {drop * 100:.1f} points)",
             }
         )
     return out
 
 
-def _fmt(r: Mapping[str, Any]) -> str:
-    if r["rate"] is None:
+def format_rate(r: Mapping[str, Any] | None) -> str:
+    """``rate [lo, hi] (k/n)`` of a :func:`rate` dict; "—" where the rate is undefined."""
+    if not r or r["rate"] is None:
         return "—"
     return f"{r['rate']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}] ({r['k']}/{r['n']})"

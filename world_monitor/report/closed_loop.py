@@ -42,11 +42,12 @@ from world_monitor.runtime.session import (
 )
 from world_monitor.runtime.types import Decision, json_float
 from world_monitor.sim.policies import DEFAULT_POLICY_NOISE
+from world_monitor.sim.scenarios import IN_DISTRIBUTION
 
 __all__ = [
     "OUTCOMES",
     "ClosedLoopResult",
-    "EpisodeSpec",
+    "ClosedLoopSpec",
     "GatedController",
     "PolicySpec",
     "classify_outcome",
@@ -83,7 +84,7 @@ class PolicySpec:
 
 
 @dataclass(frozen=True)
-class EpisodeSpec:
+class ClosedLoopSpec:
     """Everything that makes one closed-loop episode reproducible (the gate is chosen per run)."""
 
     policy: PolicySpec
@@ -94,7 +95,7 @@ class EpisodeSpec:
 
     @property
     def episode_id(self) -> str:
-        when = "ID" if self.scenario == "in_distribution" else f"on{self.onset or 0:02d}"
+        when = "ID" if self.scenario == IN_DISTRIBUTION else f"on{self.onset or 0:02d}"
         return f"{self.policy.slug}__{self.scenario}__{when}__s{self.seed:07d}"
 
     def run_id(self, gated: bool) -> str:
@@ -105,7 +106,7 @@ class EpisodeSpec:
 class ClosedLoopResult:
     """One run: the recorded episode plus everything the monitor and gate did in it."""
 
-    spec: EpisodeSpec
+    spec: ClosedLoopSpec
     gated: bool
     episode: Episode
     outcome: str
@@ -268,7 +269,7 @@ def _alerts(session_alerts: list[dict[str, Any]], fps: float) -> list[dict[str, 
 
 def run_closed_loop(
     monitor: Any,
-    spec: EpisodeSpec,
+    spec: ClosedLoopSpec,
     *,
     gated: bool,
     sim_config: Any = None,

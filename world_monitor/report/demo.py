@@ -10,18 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from world_monitor.report.aggregate import format_rate
+
 __all__ = ["DEMO_POLICIES", "DEMO_SEEDS", "print_summary"]
 
 #: The nominal policy and the deliberately bad one (the noisy variant is left to evaluate-policy
 #: to keep the demo within its time budget on two cores).
 DEMO_POLICIES = "scripted,bad"
 DEMO_SEEDS = 4
-
-
-def _rate(r: Mapping[str, Any] | None) -> str:
-    if not r or r.get("rate") is None:
-        return "—"
-    return f"{r['rate']:.2f} [{r['lo']:.2f},{r['hi']:.2f}] ({r['k']}/{r['n']})"
+#: Detection columns printed per family (from evaluate's evaluation.json).
+DETECTION_KEYS = ("episode_auroc", "decision_auroc", "recon_episode_auroc", "tpr_at_stop")
 
 
 def print_summary(doc: Mapping[str, Any], report_path: Any = None) -> None:
@@ -57,12 +55,12 @@ def print_summary(doc: Mapping[str, Any], report_path: Any = None) -> None:
             row["policy"],
             row["scenario"],
             str(row["n"]),
-            _rate(row["success_ungated"]),
-            _rate(row["success_gated"]),
-            _rate(row["failure_ungated"]),
-            _rate(row["failure_gated"]),
-            _rate(row["failures_prevented"]),
-            _rate(row["false_stops"]),
+            format_rate(row["success_ungated"]),
+            format_rate(row["success_gated"]),
+            format_rate(row["failure_ungated"]),
+            format_rate(row["failure_gated"]),
+            format_rate(row["failures_prevented"]),
+            format_rate(row["false_stops"]),
             "—" if lead is None else f"{lead:.1f}",
             "—" if ipm is None else f"{ipm:.1f}",
             "—" if p50 is None else f"{p50:.0f}",
@@ -88,9 +86,6 @@ def print_summary(doc: Mapping[str, Any], report_path: Any = None) -> None:
     )
     if report_path is not None:
         console.print(f"report: {report_path}")
-
-
-DETECTION_KEYS = ("episode_auroc", "decision_auroc", "recon_episode_auroc", "tpr_at_stop")
 
 
 def _num(v: Any) -> str:

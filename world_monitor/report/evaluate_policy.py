@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from world_monitor.report.aggregate import acceptance_checks, summarise_runs
-from world_monitor.report.closed_loop import EpisodeSpec, PolicySpec
+from world_monitor.report.aggregate import ID_SCENARIO, acceptance_checks, summarise_runs
+from world_monitor.report.closed_loop import ClosedLoopSpec, PolicySpec
 
 __all__ = [
     "DEFAULT_POLICIES",
@@ -49,7 +49,6 @@ __all__ = [
 
 LOG = logging.getLogger(__name__)
 
-ID_SCENARIO = "in_distribution"
 #: Seeds of closed-loop episodes start here: disjoint from every dataset split (train 0..,
 #: val 1e6.., calib 2e6.., test 3e6.., shifts 4e6..) so no evaluated layout was trained on.
 SEED_OFFSET = 6_000_000
@@ -106,7 +105,7 @@ class PolicyEvalOptions:
     command: str = ""
 
 
-def build_episode_plan(opts: PolicyEvalOptions, episode_length: int) -> list[EpisodeSpec]:
+def build_episode_plan(opts: PolicyEvalOptions, episode_length: int) -> list[ClosedLoopSpec]:
     """Every episode of the run, in a fixed order (policy, scenario, onset, seed)."""
     from world_monitor.sim import list_scenarios
 
@@ -129,7 +128,7 @@ def build_episode_plan(opts: PolicyEvalOptions, episode_length: int) -> list[Epi
                 onsets = [0 if o == "start" else opts.mid_onset for o in opts.onsets]
             for onset in onsets:
                 for i in range(opts.seeds):
-                    plan.append(EpisodeSpec(pol, scen, opts.seed_offset + i, onset))
+                    plan.append(ClosedLoopSpec(pol, scen, opts.seed_offset + i, onset))
     return plan
 
 
@@ -158,7 +157,7 @@ def _init_worker(bundle: str, backend: str, engines_dir: str, sim_cfg: Any, out:
     )
 
 
-def _work(task: tuple[EpisodeSpec, bool, bool, bool, float]) -> list[dict[str, Any]]:
+def _work(task: tuple[ClosedLoopSpec, bool, bool, bool, float]) -> list[dict[str, Any]]:
     """Run one episode open and gated; write records/recordings; return the two records."""
     from world_monitor.report.closed_loop import run_closed_loop
     from world_monitor.report.recording import strip_frames, write_episode_mcap, write_strip

@@ -53,6 +53,8 @@ from urllib.parse import quote
 import numpy as np
 from tqdm import tqdm
 
+from world_monitor.report import GATE_RGB
+
 LOG = logging.getLogger(__name__)
 
 __all__ = ["build_report"]
@@ -64,7 +66,8 @@ TQDM_MIN_EPISODES = 20
 # Strips: the evaluation writes animated WebP (GIF in older runs); shown inline as <img> / <video>.
 IMAGE_SUFFIXES = {".gif", ".webp", ".png", ".apng", ".jpg", ".jpeg"}
 VIDEO_SUFFIXES = {".mp4", ".webm"}
-GATE_COLOURS = {"PROCEED": "#2e7d32", "SLOW": "#f9a825", "STOP": "#c62828"}
+#: Hex forms of the strips' gate colours, so a plot band and a strip border mean the same.
+GATE_COLOURS = {k: "#{:02x}{:02x}{:02x}".format(*rgb) for k, rgb in GATE_RGB.items()}
 # PNG metadata without the matplotlib version: identical runs give identical bytes across upgrades.
 PNG_META = {"Software": None}
 CSP = (

@@ -187,6 +187,10 @@ class RiskCalibration:
     slow_threshold: float = 1.0
     stop_threshold: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)
+    #: signal -> (u, ECDF at u, mean exceedance) of its tail, derived from ``reference`` lazily
+    _tails: dict[str, tuple[float, float, float]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         for name in self.config.signals:
@@ -245,7 +249,7 @@ class RiskCalibration:
 
     def _tail(self, name: str) -> tuple[float, float, float]:
         """(u, ECDF at u, mean exceedance over u) of a signal's reference (cached)."""
-        cache = self.__dict__.setdefault("_tails", {})
+        cache = self._tails
         if name not in cache:
             ref = self.reference[name]
             u = float(np.quantile(ref, TAIL_QUANTILE))
