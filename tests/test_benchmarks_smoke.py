@@ -139,3 +139,21 @@ def test_replay_benchmark(
     bound = dict(r[:2] for r in _table_rows(out, "| quantity |"))
     assert _finite(bound["bound from model latency (x real time, 1 process)"]) > 0
     assert NUMBER.search(out.split("# target:")[1])
+
+
+def test_recalibration_benchmark(
+    world: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, bundle, _ = world
+    bench = _load("recalibration")
+    argv = ["--bundle", str(bundle), "--data", str(data), "--calib-windows", "8"]
+    rc = bench.main([*argv, "--test-windows", "4", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for header in ("# command:", "# host:", "# load average", "# bundle:"):
+        assert header in out, header
+    rows = _table_rows(out, "| map |")
+    assert [r[0] for r in rows][0] == "raw probe (baseline)" and len(rows) == 4
+    for row in rows:
+        assert 0 <= _finite(row[1]) <= 1 and 0 <= _finite(row[2]) <= 1
+    assert _finite(rows[0][4]) == pytest.approx(1.0)

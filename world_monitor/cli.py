@@ -179,6 +179,7 @@ def _cmd_evaluate_model(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         mode=args.mode,
         num_inference_steps=args.steps,
+        recalibrated=not args.raw_probe,
     )
     out = Path(args.out) if args.out else Path(args.bundle) / "evaluation"
     report = evaluate_bundle(Path(args.bundle), data_root=args.data, out_dir=out, options=opts)
@@ -240,9 +241,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         backend=args.backend,
         engines_dir=args.engines_dir,
         progress=not args.no_progress,
+        recalibrate_probe=not args.no_probe_recalibration,
+        recalibration_windows=args.recalibration_windows,
     )
     cal = result.calibration
     print(f"calibrated {args.bundle} in {result.seconds:.1f} s ({result.decisions} decisions)")
+    if "probe_recalibration" in cal.info:
+        n = cal.info["probe_recalibration"]["info"].get("windows")
+        print(f"  probe confidence recalibrated (beta calibration per eps) on {n} calibration windows")
     print(f"  risk: signals {list(cal.config.signals)} at epsilon {cal.config.epsilon}")
     print(
         f"  SLOW above {cal.slow_threshold:.4f} (episode false-alarm bound "
@@ -559,6 +565,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=int, default=None, help="override the DDIM steps")
     p.add_argument("--seed", type=int, default=0, help="window selection and sampling seed")
+    p.add_argument(
+        "--raw-probe",
+        action="store_true",
+        help="score the probe's own confidence even if the bundle stores a post-hoc "
+        "recalibration (by default the recalibrated confidence is scored, the raw one beside it)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_evaluate_model, overrides=[])
 
@@ -574,6 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engines-dir", default="engines", help="engine cache (default: engines/)")
     p.add_argument("--opset", type=int, default=17)
     p.set_defaults(func=_cmd_export, overrides=[])
+
+    from world_monitor.runtime.risk import SIGNALS, RiskConfig
 
     p = sub.add_parser(
         "calibrate",
@@ -591,13 +605,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence-level", type=float, default=0.5, help="q below this = doubted")
     p.add_argument(
         "--signals",
-        default="c3_fraction,recon,recon_patch",
-        help="risk signals to fuse (max of in-distribution ranks): c3_mean, c3_fraction, "
-        "c3_min_step, recon, recon_patch (default c3_fraction,recon,recon_patch)",
+        default=",".join(RiskConfig().signals),
+        help="risk signals to fuse (max of in-distribution ranks): "
+        f"{', '.join(SIGNALS)} (default {','.join(RiskConfig().signals)})",
     )
     p.add_argument("--false-stop-rate", type=float, default=0.02, help="STOP target per episode")
     p.add_argument("--slow-rate", type=float, default=0.10, help="SLOW target per episode")
     p.add_argument("--stride", type=int, default=4, help="a decision every N frames (default 4)")
+    p.add_argument(
+        "--no-probe-recalibration",
+        action="store_true",
+        help="use the probe's confidence as trained (default: fit a monotone post-hoc map per "
+        "eps on calibration rollouts first; evaluate-model reports both)",
+    )
+    p.add_argument(
+        "--recalibration-windows",
+        type=int,
+        default=128,
+        help="calibration windows the probe recalibration is fitted on (default 128)",
+    )
     p.add_argument("--limit", type=int, default=None, help="at most N episodes per split")
     p.add_argument("--backend", default="onnxruntime,torch", help="backend preference order")
     p.add_argument("--engines-dir", default="engines")
@@ -627,6 +653,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="datasets/default", help="dataset with a test split")
     p.add_argument("--out", default=None, help="output directory (default: BUNDLE/../eval_monitor)")
     p.add_argument("--stride", type=int, default=4, help="a decision every N frames (default 4)")
+    p.add_argument(
+        "--no-probe-recalibration",
+        action="store_true",
+        help="use the probe's confidence as trained (default: fit a monotone post-hoc map per "
+        "eps on calibration rollouts first; evaluate-model reports both)",
+    )
+    p.add_argument(
+        "--recalibration-windows",
+        type=int,
+        default=128,
+        help="calibration windows the probe recalibration is fitted on (default 128)",
+    )
     p.add_argument("--limit", type=int, default=None, help="at most N episodes per family")
     p.add_argument("--backend", default="onnxruntime,torch", help="backend preference order")
     p.add_argument("--engines-dir", default="engines")

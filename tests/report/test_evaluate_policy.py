@@ -7,6 +7,7 @@ table must be ``evaluate``'s numbers on the same episodes, and the report must b
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,10 @@ def test_run_directory(tmp_path: Path) -> None:
         progress=False,
         backend="onnxruntime",
     )
+    gate_log = logging.getLogger("world_monitor.runtime.gate")
+    before = gate_log.level
     doc = run_policy_evaluation(default_bundle(), out, sim_config_from(load_config([])), opts)
+    assert gate_log.level == before  # quieted for the episodes only, not for the caller
     run = json.loads((out / "run.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert (

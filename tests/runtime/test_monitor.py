@@ -16,7 +16,14 @@ from world_monitor.data.chunks import decision_points
 from world_monitor.models.bundle import BundleError, load_bundle
 from world_monitor.runtime.calibrate import calibrate_bundle, retarget
 from world_monitor.runtime.monitor import Monitor, MonitorError, load_monitor
-from world_monitor.runtime.risk import RiskCalibration, RiskConfig, RiskError, c3_signals
+from world_monitor.runtime.risk import (
+    HISTORY_SIGNALS,
+    SIGNALS,
+    RiskCalibration,
+    RiskConfig,
+    RiskError,
+    c3_signals,
+)
 from world_monitor.runtime.types import Decision
 from world_monitor.training.trainer import train
 
@@ -43,6 +50,7 @@ def _decisions(monitor: Monitor, data: Path, shift: str | None) -> list:
     for rec in ds.select(split="test", shift=shift).index:
         ep = ds.load(rec["id"])
         start = rec["onset"] or 0
+        monitor.reset()
         for p in decision_points(ep, monitor.context_length, monitor.horizon, 1, start=start):
             out.append(monitor.assess(p.frames, p.chunk, float(ep.stamps[p.t]), p.context_actions))
     return out
@@ -70,6 +78,76 @@ def test_calibration_is_stored_and_valid(world: tuple[Path, Path, Path]) -> None
     assert 0.0 <= cal["verify"]["false_stop_rate"] <= 1.0
     assert len(np.asarray(cal["reference_cell"]).shape) == 2
     assert len(cal["reference_step"]) == 3  # horizon of the tiny model
+    # what the recon_z and motion signals need at run time
+    assert cal["decision_stride"] == 2 and cal["frame_period_s"] == pytest.approx(0.1)
+    mean, std = np.asarray(cal["recon_cell_mean"]), np.asarray(cal["recon_cell_std"])
+    assert mean.shape == std.shape and mean.ndim == 2 and (std >= 0).all()
+    assert len(cal["reference"]["motion"]) > 10
+    recal = cal["probe_recalibration"]  # fitted first, on the scale half
+    assert recal["eps_grid"] == pytest.approx([0.1 * i for i in range(1, 11)])
+    assert recal["info"]["windows"] > 0 and len(recal["params"]) == 10
+
+
+def test_probe_recalibration_is_what_the_monitor_reads(
+    world: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    data, bundle, _ = world
+    monitor = load_monitor(bundle, "torch", engines_dir=tmp_path)
+    recal = monitor.recalibration
+    assert recal is not None
+    ds = EpisodeDataset(data)
+    ep = ds.load(ds.select(split="test", shift=None).index[0]["id"])
+    p = next(decision_points(ep, monitor.context_length, monitor.horizon))
+    mapped = monitor.raw(p.frames, p.chunk).confidence
+    monitor.recalibration = None
+    raw = monitor.raw(p.frames, p.chunk).confidence
+    assert np.allclose(mapped, recal.apply(raw, monitor.risk_config.epsilon))
+    assert not np.allclose(mapped, raw)
+
+
+def test_evaluate_model_scores_recalibrated_and_raw_probe(
+    world: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from world_monitor.training.evaluate import EvalOptions
+    from world_monitor.training.evaluate import evaluate_bundle as evaluate_model
+
+    data, bundle, _ = world
+    opts = EvalOptions(windows=6, shift_windows=3, figures=0, progress=False)
+    report = evaluate_model(bundle, data_root=data, out_dir=tmp_path / "a", options=opts)
+    assert report["probe_recalibration"]["applied"]
+    split = report["splits"]["in_distribution"]
+    assert 0 <= split["raw_probe"]["ece"] <= 1 and split["raw_probe"]["ece"] != split["ece"]
+    opts.recalibrated = False
+    plain = evaluate_model(bundle, data_root=data, out_dir=tmp_path / "b", options=opts)
+    assert plain["probe_recalibration"] is None
+    assert "raw_probe" not in plain["splits"]["in_distribution"]
+    assert plain["splits"]["in_distribution"]["ece"] == pytest.approx(split["raw_probe"]["ece"])
+
+
+def test_motion_signal_needs_history_and_forgets_it(
+    world: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    data, bundle, _ = world
+    monitor = load_monitor(bundle, "torch", engines_dir=tmp_path)
+    ds = EpisodeDataset(data)
+    ep = ds.load(ds.select(split="test", shift=None).index[0]["id"])
+    points = list(decision_points(ep, monitor.context_length, monitor.horizon, 2))[:5]
+
+    def run(interrupt_after: int | None = None) -> list[dict]:
+        monitor.reset()
+        out = []
+        for i, p in enumerate(points):
+            out.append(monitor.assess(p.frames, p.chunk, float(ep.stamps[p.t])).signals)
+            if i == interrupt_after:
+                monitor.interrupt()
+        return out
+
+    plain = run()
+    # calibrated every 2 frames: values from the 2nd decision on, defined from 3 values
+    assert ["motion" in s for s in plain] == [False, False, False, True, True]
+    assert plain == run()  # reset makes it repeatable
+    cut = run(interrupt_after=1)  # the 2nd rollout is no reference for the 3rd decision
+    assert "motion" not in cut[3] and cut[4]["motion"] != plain[4]["motion"]
 
 
 def test_assessment_contract(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -85,7 +163,8 @@ def test_assessment_contract(world: tuple[Path, Path, Path], tmp_path: Path) -> 
     assert a.confidence_map.shape == (h, c, lh, lw) and a.step_confidence.shape == (h,)
     assert ((a.confidence_map >= 0) & (a.confidence_map <= 1)).all()
     assert a.decision is monitor.decision_for(a.risk)
-    assert set(a.signals) == {"c3_mean", "c3_fraction", "c3_min_step", "recon", "recon_patch"}
+    # motion needs an earlier rollout: not defined at a session's first decision
+    assert set(a.signals) == set(SIGNALS) - set(HISTORY_SIGNALS)
     assert {"encode", "rollout", "signals", "risk", "total"} <= set(a.latency_ms)
     json.dumps(a.to_dict())  # strict JSON
     with pytest.raises(ValueError, match="frames"):
@@ -129,6 +208,17 @@ def test_retarget_moves_the_stop_threshold(world: tuple[Path, Path, Path]) -> No
     looser = retarget(cal, stop_alpha=0.9).stop_threshold
     assert looser <= loose <= 1.0
     assert cal.slow_threshold <= cal.stop_threshold
+
+
+def test_saturated_risks_refuse_a_threshold_nothing_can_exceed() -> None:
+    cal = RiskCalibration.fit_reference(
+        RiskConfig(signals=("recon",)), [{"recon": 0.01 * i} for i in range(1, 40)]
+    )
+    maxima = [0.5 + 0.005 * i for i in range(95)] + [1.0] * 5  # 5% of episodes saturate
+    cal.info["threshold_episode_max_risk"] = maxima
+    assert retarget(cal, slow_alpha=0.10).slow_threshold < 1.0
+    with pytest.raises(ValueError, match="reach risk 1.0"):
+        retarget(cal, stop_alpha=0.02)
 
 
 def test_tampered_calibration_is_rejected(world: tuple[Path, Path, Path], tmp_path: Path) -> None:

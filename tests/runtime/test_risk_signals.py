@@ -11,6 +11,8 @@ from world_monitor.runtime.risk import (
     RiskError,
     recon_error,
     recon_patch_error,
+    recon_zmap,
+    recon_zscore,
 )
 
 
@@ -46,3 +48,35 @@ def test_ranks_follow_an_exponential_tail_above_the_90th_percentile() -> None:
     assert r(95.0 * (1 + 5e-6)) == r(95.0) != r(95.0 * (1 + 5e-5))  # ties within RANK_RTOL
     with pytest.raises(RiskError, match="finite"):
         cal.signal_risk({"recon": float("nan")})
+
+
+def test_recon_z_flags_a_cell_that_is_usually_quiet() -> None:
+    rng = np.random.default_rng(1)
+    mean = np.full((4, 4), 0.01)
+    std = np.full((4, 4), 0.002)
+    mean[0, 0], std[0, 0] = 0.5, 0.2  # a cell that is always badly reconstructed (the arm)
+    cells = mean + rng.normal(0, 1e-4, (4, 4))
+    cells[0, 0] = 0.9  # a large raw error where large errors are normal: z = 2
+    cells[3, 2] = 0.05  # a small raw error on the quiet table: z = 20
+    assert recon_zscore(cells, mean, std) == pytest.approx(20.0, rel=0.01)
+    z = recon_zmap(cells, mean, std)
+    assert np.unravel_index(np.argmax(z), z.shape) == (3, 2)
+    # a zero spread is floored instead of dividing by zero
+    assert np.isfinite(recon_zscore(cells, mean, np.zeros((4, 4))))
+    with pytest.raises(RiskError, match="statistics"):
+        recon_zscore(cells, mean[:2], std[:2])
+
+
+def test_a_missing_history_signal_ranks_zero_but_a_missing_input_signal_is_an_error() -> None:
+    config = RiskConfig(signals=("recon", "motion"))
+    decisions = [{"recon": 0.01 * i, "motion": 0.1 * i} for i in range(1, 30)]
+    decisions += [{"recon": 0.5}]  # an episode's first decision: motion undefined
+    cal = RiskCalibration.fit_reference(config, decisions)
+    assert len(cal.reference["recon"]) == 30 and len(cal.reference["motion"]) == 29
+    ranks = cal.signal_risk({"recon": 0.0})
+    assert ranks["motion"] == 0.0 and ranks["recon"] < 0.05
+    assert cal.signal_risk({"recon": 0.0, "motion": 10.0})["motion"] > 0.99
+    with pytest.raises(RiskError, match="recon"):
+        cal.signal_risk({"motion": 0.1})
+    with pytest.raises(RiskError, match="lack"):
+        RiskCalibration.fit_reference(config, [{"motion": 0.1}] * 20)

@@ -170,3 +170,41 @@ def test_invalid_policy_rejected():
         SessionConfig(per_chunk=False, decision_rate_hz=0.0)
     with pytest.raises(ValueError):
         SessionConfig(decision_rate_hz=-1.0)
+
+
+class _RememberingMonitor(fakes.FakeMonitor):
+    """A fake with the real monitor's decision-history hooks, counting their calls."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.resets = 0
+        self.interrupts_at: list[int] = []
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def interrupt(self) -> None:
+        self.interrupts_at.append(len(self.calls))
+
+
+@pytest.mark.parametrize(
+    ("follow", "shadow", "expect_interrupts"),
+    [(True, False, True), (False, False, False), (True, True, False)],
+)
+def test_gate_interventions_tell_the_monitor_its_rollouts_are_stale(
+    follow, shadow, expect_interrupts
+):
+    mon = _RememberingMonitor()
+    gate = GateConfig(slow_threshold=0.5, stop_threshold=0.7, reopen_after=2, shadow=shadow)
+    s = MonitorSession(mon, gate, SessionConfig(commands_follow_gate=follow))
+    assert mon.resets == 1  # a new session starts without decision history
+    for i in range(5):
+        _feed(s, 0.1 * i, value=10)
+    before = list(mon.interrupts_at)
+    assert all(n <= 1 for n in before)  # only while booting (closed before the first decision)
+    r = _feed(s, 0.5, value=150)  # risk 0.59: SLOW
+    assert r.status.decision is Decision.SLOW
+    after = mon.interrupts_at[len(before) :]
+    assert bool(after) is expect_interrupts
+    if expect_interrupts:
+        assert after[0] == len(mon.calls)  # right after the decision that slowed the robot

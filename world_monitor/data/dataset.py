@@ -555,8 +555,9 @@ class EpisodeDataset:
         shift: str | None | Iterable[str | None] = ...,  # type: ignore[assignment]
         scenario: str | Iterable[str] | None = None,
         success: bool | None = None,
+        ids: Iterable[str] | None = None,
     ) -> EpisodeDataset:
-        """Sub-dataset by split / shift / scenario / success.
+        """Sub-dataset by split / shift / scenario / success / episode id.
 
         ``shift=None`` selects in-distribution episodes; ``shift="any"`` any shifted episode;
         omit it to not filter on shift. Strings or iterables of strings are accepted.
@@ -583,6 +584,9 @@ class EpisodeDataset:
             recs = [r for r in recs if r.scenario in scen]
         if success is not None:
             recs = [r for r in recs if r.success == success]
+        if ids is not None:
+            wanted = as_set(ids)
+            recs = [r for r in recs if r.id in wanted]
         return EpisodeDataset._view(self, list(recs))
 
     def summary(self) -> dict[str, Any]:

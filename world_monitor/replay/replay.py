@@ -24,6 +24,10 @@ Semantics vs the live node (the differences are deliberate and the only ones):
   chunk arriving while the worker is busy replaces the pending one (counted as superseded).
 * **Transport**: no message is lost to QoS; the order is the recorded order (log time). Header
   stamps are still checked per stream (out-of-order stamps are rejected and close the gate).
+* **The gate does not act on the recording**: the recorded robot ran unmodified, so a SLOW/STOP
+  does not tell the monitor that its last rollouts stopped describing the robot's motion
+  (``commands_follow_gate=False``); the node, whose relay or lock does act, does tell it. Only
+  the ``motion`` signal after an alert can differ.
 * **Determinism**: same bag + same monitor -> identical summary and identical MCAP messages.
   The only values measured on the wall clock are the monitor's own ``latency_ms``; a
   deterministic monitor makes the whole output byte-identical.
@@ -188,7 +192,11 @@ def replay_bag(
         session = MonitorSession(
             monitor,
             gate_config_for(monitor, **dict(gate_overrides or {})),
-            session_config or SessionConfig(keep_decisions=True, measure_wall_time=False),
+            # the recorded robot ran unmodified whatever the replayed gate decides
+            session_config
+            or SessionConfig(
+                keep_decisions=True, measure_wall_time=False, commands_follow_gate=False
+            ),
         )
         run = _Replay(
             path,

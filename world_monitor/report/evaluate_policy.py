@@ -24,12 +24,14 @@ Run directory::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,29 @@ def build_episode_plan(opts: PolicyEvalOptions, episode_length: int) -> list[Clo
 _WORKER: dict[str, Any] = {}
 
 
+#: Console levels while episodes run: gate transitions are recorded per episode (JSON + MCAP);
+#: on the console they would bury the progress bar under hundreds of expected "risk_high" lines.
+_QUIET_LEVELS = {"world_monitor": logging.WARNING, "world_monitor.runtime.gate": logging.ERROR}
+
+
+def _set_levels(levels: dict[str, int]) -> dict[str, int]:
+    """Set logger levels; returns the previous ones."""
+    saved = {name: logging.getLogger(name).level for name in levels}
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    return saved
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """:data:`_QUIET_LEVELS` for the duration, the caller's levels restored afterwards."""
+    saved = _set_levels(_QUIET_LEVELS)
+    try:
+        yield
+    finally:
+        _set_levels(saved)
+
+
 def _init_worker(bundle: str, backend: str, engines_dir: str, sim_cfg: Any, out: str) -> None:
     import torch
 
@@ -144,10 +169,6 @@ def _init_worker(bundle: str, backend: str, engines_dir: str, sim_cfg: Any, out:
     from world_monitor.runtime.monitor import Monitor
 
     torch.set_num_threads(1)
-    logging.getLogger("world_monitor").setLevel(logging.WARNING)
-    # gate transitions are recorded per episode (JSON + MCAP); on the console they would bury
-    # the progress bar under hundreds of expected "risk_high" lines
-    logging.getLogger("world_monitor.runtime.gate").setLevel(logging.ERROR)
     monitor = Monitor.from_bundle(bundle, backend, engines_dir=engines_dir)
     _WORKER.update(
         monitor=monitor,
@@ -155,6 +176,12 @@ def _init_worker(bundle: str, backend: str, engines_dir: str, sim_cfg: Any, out:
         out=Path(out),
         writer=DatasetWriter(Path(out) / "dataset"),
     )
+
+
+def _pool_worker(*init: Any) -> None:
+    """Pool initializer: a worker process stays quiet for its whole life."""
+    _set_levels(_QUIET_LEVELS)
+    _init_worker(*init)
 
 
 def _work(task: tuple[ClosedLoopSpec, bool, bool, bool, float]) -> list[dict[str, Any]]:
@@ -265,13 +292,14 @@ def run_policy_evaluation(
     bar = tqdm(total=len(tasks), desc="closed loop", unit="ep", disable=not opts.progress)
     try:
         if n_workers == 1:
-            _init_worker(*init)
-            for task in tasks:
-                records += _work(task)
-                bar.update()
+            with _quiet_logs():  # in this process: the caller's logging comes back afterwards
+                _init_worker(*init)
+                for task in tasks:
+                    records += _work(task)
+                    bar.update()
         else:
             ctx = mp.get_context("spawn")
-            with ctx.Pool(n_workers, _init_worker, init) as pool:
+            with ctx.Pool(n_workers, _pool_worker, init) as pool:
                 for recs in pool.imap(_work, tasks, chunksize=1):
                     records += recs
                     bar.update()

@@ -9,8 +9,11 @@ maxima gives a finite-sample bound that holds for any correlation inside an epis
 ``P(max risk of a new in-distribution episode > τ) ≤ 1 − k/(n+1) ≤ α``, with
 ``k = ⌈(n+1)(1−α)⌉`` (the k-th smallest calibration maximum is τ).
 
-The calibration split is divided in two (alternating episodes): half **A** fits the risk scale
-(each signal's in-distribution CDF, and the reference confidence maps used for localisation),
+The calibration split is divided in two (alternating episodes): half **A** first fits the
+probe's post-hoc recalibration (:mod:`world_monitor.uq.recalibration`: every confidence-derived
+quantity below reads the recalibrated confidence), then the risk scale (each signal's
+in-distribution CDF, the per-cell reconstruction statistics of ``recon_z``, and the reference
+confidence maps used for localisation),
 half **B** fits the thresholds on the resulting risk. Keeping them apart keeps the conformal
 bound honest. The episodes, their decisions, the bound and, optionally, the rate achieved on the
 in-distribution test split are written into ``calibration.json`` with everything else.
@@ -28,7 +31,12 @@ from typing import Any
 import numpy as np
 
 from world_monitor.data.chunks import decision_points
-from world_monitor.runtime.risk import RiskCalibration, RiskConfig, confidence_summaries
+from world_monitor.runtime.risk import (
+    RiskCalibration,
+    RiskConfig,
+    confidence_summaries,
+    recon_zscore,
+)
 
 __all__ = ["CalibrationResult", "calibrate_bundle", "episode_max_risks", "retarget", "run_raw"]
 
@@ -44,6 +52,7 @@ class EpisodeScores:
     scores: list[dict[str, float]]
     cell_conf: np.ndarray  # [D, h, w] per decision: channel mean, worst step
     step_conf: np.ndarray  # [D, H]
+    recon_cells: np.ndarray  # [D, H/4, W/4] per-cell reconstruction error of the newest frame
 
 
 @dataclass
@@ -63,7 +72,10 @@ def run_raw(
     progress: bool = True,
     desc: str = "rollouts",
 ) -> list[EpisodeScores]:
-    """Roll the monitor out at every ``stride``-th frame of each episode; raw signals only."""
+    """Roll the monitor out at every ``stride``-th frame of each episode; raw signals only.
+
+    Each episode starts with a fresh decision history and stamps its decisions ``t / fps``, as
+    the live session does, so the ``motion`` signal is computed exactly as at run time."""
     from tqdm import tqdm
 
     from world_monitor.runtime.monitor import runtime_inputs
@@ -71,16 +83,35 @@ def run_raw(
     out = []
     for rec in tqdm(records, desc=desc, unit="ep", disable=not progress):
         ep = dataset.load(rec["id"])
-        steps, scores, cells, stepc = [], [], [], []
+        period = 1.0 / float(ep.meta.fps)
+        if abs(period - monitor.motion.frame_period_s) > 1e-9:
+            raise ValueError(
+                f"episode {rec['id']}: camera period {period} s differs from the monitor's "
+                f"{monitor.motion.frame_period_s} s (one camera rate per calibration)"
+            )
+        monitor.reset()
+        steps, scores, cells, stepc, recon = [], [], [], [], []
         for point in decision_points(ep, monitor.context_length, monitor.horizon, stride):
-            raw = monitor.raw(*runtime_inputs(point))
+            raw = monitor.raw(*runtime_inputs(point), stamp=point.t * period)
             cell, step = confidence_summaries(raw.confidence)
             steps.append(point.t)
             scores.append(raw.scores)
             cells.append(cell)
             stepc.append(step)
-        out.append(EpisodeScores(rec["id"], steps, scores, np.asarray(cells), np.asarray(stepc)))
+            recon.append(raw.recon_cells)
+        out.append(
+            EpisodeScores(
+                rec["id"], steps, scores, np.asarray(cells), np.asarray(stepc), np.asarray(recon)
+            )
+        )
     return out
+
+
+def add_recon_z(episodes: Sequence[EpisodeScores], mean: np.ndarray, std: np.ndarray) -> None:
+    """(Re)compute every decision's ``recon_z`` from its cell errors with these statistics."""
+    for ep in episodes:
+        for scores, cells in zip(ep.scores, ep.recon_cells, strict=True):
+            scores["recon_z"] = recon_zscore(cells, mean, std)
 
 
 def episode_max_risks(
@@ -111,11 +142,49 @@ def retarget(
         if alpha is None:
             continue
         ct = episode_conformal_threshold(maxima, alpha)
+        if np.isfinite(ct.threshold) and ct.threshold >= 1.0:
+            # the quantile is a risk that rounds to 1.0 (a signal far out in its fitted tail):
+            # "risk > 1" can never happen, so this level would silently never trigger
+            raise ValueError(
+                f"{level} threshold: {int(np.sum(maxima >= 1.0))} of {maxima.size} "
+                "in-distribution threshold episodes reach risk 1.0, so no risk could exceed "
+                "the threshold; a fused signal's in-distribution tail is heavier than the "
+                "scale half showed: calibrate on more episodes or drop that signal"
+            )
         setattr(calibration, f"{level}_threshold", float(min(1.0, ct.threshold)))
         calibration.info[f"{level}_alpha"] = alpha
         calibration.info[f"{level}_bound"] = float(ct.bound)
     calibration.slow_threshold = min(calibration.slow_threshold, calibration.stop_threshold)
     return calibration
+
+
+def fit_recalibration(
+    bundle: str | Path, episodes: Any, *, windows: int, progress: bool = True
+) -> Any:
+    """The probe's post-hoc recalibration (:mod:`world_monitor.uq.recalibration`), fitted on
+    ``windows`` rollouts of ``episodes`` (the scale half of the calibration split) with the real
+    future as the label, exactly as ``evaluate-model`` scores the confidence."""
+    from world_monitor.models.bundle import load_bundle
+    from world_monitor.models.world_model import WorldModel
+    from world_monitor.training.evaluate import (
+        EvalOptions,
+        fit_probe_recalibration,
+        select_windows,
+    )
+
+    model = WorldModel.from_bundle(load_bundle(bundle))
+    length = model.config.context_length + model.config.horizon
+    wins = select_windows(episodes, length, 2, windows, 0, after_onset=False)
+    if not wins:
+        raise ValueError(f"no calibration window of {length} frames to recalibrate the probe on")
+    t0 = time.perf_counter()
+    recal = fit_probe_recalibration(
+        model, episodes, wins, EvalOptions(progress=progress), info={"split": "calib, scale half"}
+    )
+    LOG.info(
+        "probe recalibration fitted on %d windows in %.1f s", len(wins), time.perf_counter() - t0
+    )
+    return recal
 
 
 def calibrate_bundle(
@@ -133,6 +202,8 @@ def calibrate_bundle(
     engines_dir: str | Path = "engines",
     progress: bool = True,
     write: bool = True,
+    recalibrate_probe: bool = True,
+    recalibration_windows: int = 128,
 ) -> CalibrationResult:
     """Fit and (by default) write the bundle's calibration.json; see the module docstring."""
     from world_monitor.data import EpisodeDataset
@@ -155,6 +226,18 @@ def calibrate_bundle(
             f"{data}: split {split!r} has {len(records)} in-distribution episodes; need >= 20"
         )
     half_a, half_b = records[0::2], records[1::2]
+    frame_period = 1.0 / float(ds.load(records[0]["id"]).meta.fps)
+    monitor.configure_motion(frame_period, min(stride, monitor.horizon))
+    # the probe's post-hoc recalibration first: every confidence-derived signal below reads it
+    recal = None
+    if recalibrate_probe:
+        recal = fit_recalibration(
+            bundle,
+            ds.select(split=split, shift=None, ids=[r["id"] for r in half_a]),
+            windows=recalibration_windows,
+            progress=progress,
+        )
+    monitor.recalibration = recal
     scored_a = run_raw(
         monitor, ds, half_a, stride=stride, progress=progress, desc="calib A (scale)"
     )
@@ -162,6 +245,10 @@ def calibrate_bundle(
         monitor, ds, half_b, stride=stride, progress=progress, desc="calib B (thresholds)"
     )
 
+    # recon_z: each cell's error in units of its own spread on half A (the scale half)
+    cells_a = np.concatenate([ep.recon_cells for ep in scored_a])
+    cell_mean, cell_std = cells_a.mean(axis=0), cells_a.std(axis=0)
+    add_recon_z(scored_a + scored_b, cell_mean, cell_std)
     cal = RiskCalibration.fit_reference(risk, [s for ep in scored_a for s in ep.scores])
     cal.info["threshold_episode_max_risk"] = [float(v) for v in episode_max_risks(cal, scored_b)]
     retarget(cal, stop_alpha=stop_alpha, slow_alpha=slow_alpha)
@@ -169,8 +256,12 @@ def calibrate_bundle(
     cal.info.update(
         {
             "method": "split-conformal on per-episode maximum risk (decisions every "
-            f"{stride} frames); risk = max over signals of the in-distribution CDF",
+            f"{stride} frames, each episode with a fresh decision history); risk = max over "
+            "signals of the in-distribution CDF with an exponential tail",
             "decision_stride": stride,
+            "frame_period_s": frame_period,
+            "recon_cell_mean": cell_mean.tolist(),
+            "recon_cell_std": cell_std.tolist(),
             "data": {
                 "dataset": str(Path(data).resolve()),
                 "split": split,
@@ -187,12 +278,15 @@ def calibrate_bundle(
             "backend": monitor.backend_name,
         }
     )
+    if recal is not None:
+        cal.info["probe_recalibration"] = recal.to_dict()
     verify = None
     if verify_split:
         test = ds.select(split=verify_split, shift=None).index[: limit or None]
         scored_t = run_raw(
             monitor, ds, test, stride=stride, progress=progress, desc=f"verify ({verify_split})"
         )
+        add_recon_z(scored_t, cell_mean, cell_std)
         tmax = episode_max_risks(cal, scored_t)
         verify = {
             "split": verify_split,

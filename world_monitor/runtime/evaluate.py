@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from world_monitor.data.dataset import json_default
 from world_monitor.runtime.baselines import (
     MC_DROPOUT_NOTE,
     EnsembleBaseline,
@@ -76,7 +77,16 @@ __all__ = [
 LOG = logging.getLogger(__name__)
 
 ID_FAMILY = "in_distribution"
-SIGNAL_DETECTORS = ("c3_risk", "c3_mean", "c3_fraction", "c3_min_step", "recon", "recon_patch")
+SIGNAL_DETECTORS = (
+    "c3_risk",
+    "c3_mean",
+    "c3_fraction",
+    "c3_min_step",
+    "recon",
+    "recon_patch",
+    "recon_z",
+    "motion",
+)
 #: Baselines selectable with ``--baselines`` (``recon`` is always computed: it is a monitor signal).
 BASELINES = ("spread", "ensemble", "recon", "oracle")
 DETECTORS = (*SIGNAL_DETECTORS, "sample_spread", "ensemble", "oracle")
@@ -87,6 +97,8 @@ DETECTOR_LABELS = {
     "c3_min_step": "c3_min_step alone",
     "recon": "VAE reconstruction error (recon)",
     "recon_patch": "VAE reconstruction error, worst 4x4-pixel cells (recon_patch)",
+    "recon_z": "VAE reconstruction error, worst cell in in-distribution std (recon_z)",
+    "motion": "observed vs predicted motion since the last rollout (motion)",
     "sample_spread": "diffusion sample spread over seeds",
     "ensemble": "latent-ensemble disagreement (decoded)",
     "oracle": "oracle: true prediction error (after the fact)",
@@ -383,7 +395,9 @@ def _dynamics_note(families: Mapping[str, Any]) -> str:
     base = (
         "Appearance shifts change the camera frame itself, so the input-side VAE reconstruction "
         "error sees them; a dynamics shift (weaker motors) leaves every frame looking normal and "
-        "shows only in the action-conditioned prediction (C³ confidence, prediction error)."
+        "shows only in what the commands achieve: the scene moves less than the "
+        "action-conditioned prediction said (the motion signal, which compares each rollout "
+        "with the frames that followed it)."
     )
     dyn = families.get("dynamics")
     if dyn is None:
@@ -398,7 +412,8 @@ def _dynamics_note(families: Mapping[str, Any]) -> str:
     app_recon = [v for v in app_recon if v is not None and not math.isnan(v)]
     tail = (
         f" Here: dynamics episode AUROC — recon {fmt(dyn, 'recon')}, c3_fraction "
-        f"{fmt(dyn, 'c3_fraction')}, C³ risk {fmt(dyn, 'c3_risk')}, oracle {fmt(dyn, 'oracle')}"
+        f"{fmt(dyn, 'c3_fraction')}, motion {fmt(dyn, 'motion')}, C³ risk "
+        f"{fmt(dyn, 'c3_risk')}, oracle {fmt(dyn, 'oracle')}"
     )
     if app_recon:
         tail += f"; appearance families' mean recon AUROC {np.mean(app_recon):.2f}."
@@ -466,9 +481,10 @@ def _score_episode(
         fps=float(ep.meta.fps),
     )
     cal = monitor.calibration
+    monitor.reset()  # a fresh decision history per episode, as in calibration
     for p in decision_points(ep, monitor.context_length, monitor.horizon, stride):
         frames, chunk, context_actions = runtime_inputs(p)  # as the live session sees them
-        raw = monitor.raw(frames, chunk, context_actions)
+        raw = monitor.raw(frames, chunk, context_actions, stamp=p.t / out.fps)
         scores = {k: float(v) for k, v in raw.scores.items()}
         scores["c3_risk"] = float(cal.risk(raw.scores))
         scores["sample_spread"] = (
@@ -609,19 +625,11 @@ def evaluate_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     report["figures"] = plot_rocs(episodes, detectors, out_dir) if opts.figures else []
     (out_dir / "evaluation.json").write_text(
-        json.dumps(report, indent=1, default=_json_default, allow_nan=False), encoding="utf-8"
+        json.dumps(report, indent=1, default=json_default, allow_nan=False), encoding="utf-8"
     )
     (out_dir / "evaluation.md").write_text(format_markdown(report), encoding="utf-8")
     LOG.info("evaluated %d episodes in %.1f s -> %s", len(episodes), seconds, out_dir)
     return report
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def _baseline_status(

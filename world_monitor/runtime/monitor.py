@@ -3,7 +3,9 @@
 Pipeline of one decision (architecture.md): encode the k context frames with the VAE → roll the
 world model out over the H actions the policy is about to execute (joint DDIM sampling or the
 deterministic predictor, on the first backend that loads: TensorRT → onnxruntime → torch) → C³
-confidence ``q̂(ε)`` of every predicted latent element → raw risk signals
+confidence ``q̂(ε)`` of every predicted latent element (through the bundle's post-hoc
+recalibration map when calibration fitted one, :mod:`world_monitor.uq.recalibration`) → raw
+risk signals
 (:mod:`world_monitor.runtime.risk`) → calibrated risk → the model's decision from the bundle's
 calibrated thresholds, plus a localised alert (box in normalised image coordinates + onset step).
 
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from world_monitor.data.normalize import frames_to_float
+from world_monitor.runtime.motion import MotionHistory
 from world_monitor.runtime.risk import (
     INPUT_SIGNALS,
     RiskCalibration,
@@ -38,8 +41,11 @@ from world_monitor.runtime.risk import (
     patch_score,
     recon_cells,
     recon_error,
+    recon_zmap,
+    recon_zscore,
 )
 from world_monitor.runtime.types import Assessment, Decision
+from world_monitor.uq.recalibration import ConfidenceRecalibration, RecalibrationError
 
 __all__ = ["Monitor", "MonitorError", "RawDecision", "load_monitor", "runtime_inputs"]
 
@@ -47,6 +53,10 @@ LOG = logging.getLogger(__name__)
 DEFAULT_BACKENDS = ("tensorrt", "onnxruntime", "torch")
 #: A cell/step counts as "dropped" when its confidence fell at least this much below reference.
 MIN_DROP = 0.05
+#: Camera frame period and decision stride assumed by the ``motion`` signal when the calibration
+#: does not record them (the simulator's 10 Hz camera, decisions every 4 frames).
+DEFAULT_FRAME_PERIOD_S = 0.1
+DEFAULT_DECISION_STRIDE = 4
 
 
 def runtime_inputs(point: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -76,6 +86,28 @@ class RawDecision:
     latency_ms: dict[str, float] = field(default_factory=dict)
     #: per-cell reconstruction error of the newest frame [H/4, W/4] (input-side alert box)
     recon_cells: np.ndarray | None = None
+
+
+def _probe_recalibration(info: Mapping[str, Any]) -> ConfidenceRecalibration | None:
+    """The post-hoc map of the probe's confidence (calibration.json), if calibrated with one."""
+    stored = info.get("probe_recalibration")
+    if stored is None:
+        return None
+    try:
+        return ConfidenceRecalibration.from_dict(stored)
+    except RecalibrationError as exc:
+        raise MonitorError(f"calibration: {exc}") from exc
+
+
+def _recon_stats(info: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The per-cell in-distribution reconstruction-error mean/std (``recon_z``), if calibrated."""
+    if "recon_cell_mean" not in info or "recon_cell_std" not in info:
+        return None
+    mean = np.asarray(info["recon_cell_mean"], dtype=np.float64)
+    std = np.asarray(info["recon_cell_std"], dtype=np.float64)
+    if mean.ndim != 2 or mean.shape != std.shape or not np.isfinite(mean).all():
+        raise MonitorError(f"calibration recon cell statistics are malformed ({mean.shape})")
+    return mean, std
 
 
 def _parse_backends(backend: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -116,6 +148,29 @@ class Monitor:
         self.seed = int(seed)
         self.backend_name = getattr(self.backend, "label", getattr(self.backend, "name", "?"))
         self.stride = self.image_size[1] // self.latent_shape[2]
+        info = calibration.info if calibration else {}
+        self.motion = MotionHistory(
+            float(info.get("frame_period_s", DEFAULT_FRAME_PERIOD_S)),
+            self.horizon,
+            lag=min(int(info.get("decision_stride", DEFAULT_DECISION_STRIDE)), self.horizon),
+        )
+        self._recon_stats = _recon_stats(info)
+        self.recalibration = _probe_recalibration(info)
+
+    # ------------------------------------------------------------------ memory
+    def configure_motion(self, frame_period_s: float, lag: int) -> None:
+        """Use another camera period / decision stride for the ``motion`` signal (calibration
+        sets the ones it measures at; they are then stored in calibration.json)."""
+        self.motion = MotionHistory(float(frame_period_s), self.horizon, lag=int(lag))
+
+    def reset(self) -> None:
+        """Forget the decision history (``motion``): call at the start of every episode."""
+        self.motion.reset()
+
+    def interrupt(self) -> None:
+        """The gate modified the commands (SLOW/STOP), so the last rollouts no longer describe
+        what the robot did: the ``motion`` signal will not compare against them."""
+        self.motion.interrupt()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -237,8 +292,14 @@ class Monitor:
         context_actions: np.ndarray | None = None,
         *,
         seed: int | None = None,
+        stamp: float | None = None,
     ) -> RawDecision:
-        """One rollout and its raw signals (no calibration needed)."""
+        """One rollout and its raw signals (no calibration needed).
+
+        With ``stamp`` (seconds) the decision also enters the decision history and the
+        ``motion`` signal is computed against earlier rollouts; without it (extra rollouts such
+        as baselines) the history is untouched. ``recon_z`` needs calibrated cell statistics.
+        """
         self._check(frames, action_chunk)
         t0 = time.perf_counter()
         x = np.ascontiguousarray(frames_to_float(frames).transpose(0, 3, 1, 2))
@@ -247,16 +308,25 @@ class Monitor:
         result = self.rollout.rollout_latents(
             ctx, action_chunk, context_actions, seed=self.seed if seed is None else seed
         )
+        confidence = result.confidence
+        if self.recalibration is not None:
+            confidence = self.recalibration.apply(confidence, self.risk_config.epsilon)
         t2 = time.perf_counter()
         recon = self.backend.decode(ctx[-1:])
-        scores = c3_signals(result.confidence, self.risk_config.confidence_level)
+        scores = c3_signals(confidence, self.risk_config.confidence_level)
         scores["recon"] = recon_error(x[-1:], recon)
         cells = recon_cells(x[-1:], recon)
         scores["recon_patch"] = patch_score(cells)
+        if self._recon_stats is not None:
+            scores["recon_z"] = recon_zscore(cells, *self._recon_stats)
+        if stamp is not None:
+            motion = self.motion.observe(stamp, ctx, result.latents)
+            if motion is not None:
+                scores["motion"] = motion
         t3 = time.perf_counter()
         return RawDecision(
             latents=result.latents,
-            confidence=result.confidence,
+            confidence=confidence,
             context_latents=ctx,
             scores=scores,
             recon_cells=cells,
@@ -278,7 +348,7 @@ class Monitor:
         if self.calibration is None:
             raise MonitorError("monitor is uncalibrated: assess() needs calibrated thresholds")
         t0 = time.perf_counter()
-        raw = self.raw(frames, action_chunk, context_actions)
+        raw = self.raw(frames, action_chunk, context_actions, stamp=stamp)
         t1 = time.perf_counter()
         risk = self.calibration.risk(raw.scores)
         decision = self.decision_for(risk)
@@ -323,9 +393,10 @@ class Monitor:
         """The alert's box (normalised x0, y0, x1, y1) and onset step.
 
         The box comes from the evidence that raised the risk: when an input-side signal
-        (``recon``/``recon_patch``) has the highest rank in ``signal_risk`` and the per-cell
-        reconstruction error is given, the box surrounds the largest region of cells with at
-        least half the peak error (where the camera shows something the VAE has not seen);
+        (``recon``/``recon_patch``/``recon_z``) has the highest rank in ``signal_risk`` and the
+        per-cell reconstruction error is given, the box surrounds the largest region of cells
+        with at least half the peak error — in in-distribution standard deviations when
+        ``recon_z`` leads — (where the camera shows something the VAE has not seen);
         otherwise the largest region whose C³ confidence dropped most below its
         in-distribution reference. The onset is always the first predicted step whose
         confidence drop reaches half the peak.
@@ -339,9 +410,11 @@ class Monitor:
         if ref_cell.shape != cell.shape or ref_step.shape != step.shape:
             ref_cell, ref_step = np.ones_like(cell), np.ones_like(step)
         box = None
-        input_led = bool(signal_risk) and max(signal_risk, key=signal_risk.get) in INPUT_SIGNALS
-        if input_led and recon_cells is not None and float(np.max(recon_cells)) > 0:
-            err = np.asarray(recon_cells, dtype=np.float64)
+        leader = max(signal_risk, key=signal_risk.get) if signal_risk else None
+        err = None if recon_cells is None else np.asarray(recon_cells, dtype=np.float64)
+        if leader == "recon_z" and err is not None and self._recon_stats is not None:
+            err = np.clip(recon_zmap(err, *self._recon_stats), 0.0, None)
+        if leader in INPUT_SIGNALS and err is not None and float(np.max(err)) > 0:
             stride = self.image_size[1] // err.shape[1]
             box = box_from_confidence(
                 -err, -0.5 * float(err.max()) + 1e-12, stride=stride, image_size=self.image_size

@@ -102,6 +102,11 @@ class SessionConfig:
             (replay: yes; a long-running node: no, memory would grow without bound).
         measure_wall_time: also record the wall-clock duration of ``monitor.assess`` as stage
             ``"session_total"``. Off in replay so its summary is deterministic.
+        commands_follow_gate: the robot's commands really pass through this gate (the node's
+            relay, a twist_mux lock, the closed-loop simulator), so whenever the effective
+            decision is SLOW/STOP the monitor is told the last rollouts no longer describe what
+            the robot did (``monitor.interrupt()``, for the ``motion`` signal). False in replay:
+            the recorded robot ran unmodified whatever the replayed gate says.
     """
 
     per_chunk: bool = True
@@ -110,6 +115,7 @@ class SessionConfig:
     latency_window: int = 10_000
     keep_decisions: bool = True
     measure_wall_time: bool = False
+    commands_follow_gate: bool = True
 
     def __post_init__(self) -> None:
         rate = self.decision_rate_hz
@@ -315,6 +321,9 @@ class MonitorSession:
             "internal_errors": 0,
         }
         self._last_status = self.gate.status()
+        reset = getattr(monitor, "reset", None)
+        if callable(reset):  # a new session is a new episode: no decision history
+            reset()
 
     # ---- inputs (never raise) ---------------------------------------------------------------
 
@@ -480,6 +489,10 @@ class MonitorSession:
 
     def _remember(self, status: GateStatus) -> GateStatus:
         self._last_status = status
+        if self.config.commands_follow_gate and status.effective_decision is not Decision.PROCEED:
+            interrupt = getattr(self.monitor, "interrupt", None)
+            if callable(interrupt):
+                interrupt()
         return status
 
     def _internal(self, where: str, exc: Exception) -> GateStatus:

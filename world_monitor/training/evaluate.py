@@ -30,7 +30,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,12 +60,14 @@ from world_monitor.uq.heatmap import (
     reference_latents,
     to_uint8,
 )
+from world_monitor.uq.recalibration import ConfidenceRecalibration, correctness_samples
 
 __all__ = [
     "EvalOptions",
     "MultiEpsilonProbe",
     "SplitEvaluator",
     "evaluate_bundle",
+    "fit_probe_recalibration",
     "print_table",
     "select_windows",
     "ssim",
@@ -91,6 +93,9 @@ class EvalOptions:
     eps_grid: tuple[float, ...] = EPS_GRID
     reference_eps: float | None = None  # None: the bundle's rollout.epsilon
     element_corr_samples: int = 4000  # per batch, for the element-level rank correlation
+    #: apply the bundle's post-hoc probe recalibration (calibration.json) when it has one; the
+    #: raw probe is scored alongside either way ("raw_probe")
+    recalibrated: bool = True
     mode: str | None = None  # None: the bundle's rollout.mode (joint | autoregressive)
     num_inference_steps: int | None = None  # None: the bundle's DDIM steps
 
@@ -275,6 +280,8 @@ class SplitEvaluator:
     element_corr_samples: int = 4000
     seed: int = 0
     acc: CalibrationAccumulator = field(init=False)
+    #: the probe's own confidence before post-hoc recalibration (when one is applied)
+    acc_raw: CalibrationAccumulator | None = field(init=False, default=None)
     _rows: dict[str, list[np.ndarray]] = field(init=False, default_factory=dict)
     _elem: list[tuple[np.ndarray, np.ndarray]] = field(init=False, default_factory=list)
     n_windows: int = field(init=False, default=0)
@@ -297,13 +304,20 @@ class SplitEvaluator:
         true_frames: torch.Tensor | None = None,
         last_context_frame: torch.Tensor | None = None,
         recon_frames: torch.Tensor | None = None,
+        raw_confidence: torch.Tensor | None = None,
     ) -> None:
         """``confidence [B, H, E, C, h, w]``, latents ``[B, H, C, h, w]``, last context
         latent ``[B, C, h, w]``; frames ``[B, H, 3, H, W]`` in [-1, 1] (last context frame
-        ``[B, 3, H, W]``); ``recon_frames`` = VAE decode of the true latents (optional)."""
+        ``[B, 3, H, W]``); ``recon_frames`` = VAE decode of the true latents (optional);
+        ``raw_confidence`` = the probe's output before recalibration (also scored)."""
         err = (pred_latents - true_latents).abs()
         for j, eps in enumerate(self.eps_grid):
             self.acc.update_from_errors(eps, confidence[:, :, j], err)
+        if raw_confidence is not None:
+            if self.acc_raw is None:
+                self.acc_raw = CalibrationAccumulator(self.eps_grid)
+            for j, eps in enumerate(self.eps_grid):
+                self.acc_raw.update_from_errors(eps, raw_confidence[:, :, j], err)
         q_ref = confidence[:, :, self._ref]
         dims = (2, 3, 4)
         self._add("conf_ref", q_ref.mean(dims))  # [B, H]
@@ -339,6 +353,13 @@ class SplitEvaluator:
         for k in ("ece", "mce", "brier", "brier_skill", "auroc", "base_rate"):
             out[k] = mean[k]  # type: ignore[index]
         out["per_eps"] = cal["per_eps"]
+        if self.acc_raw is not None:
+            raw = self.acc_raw.summary()
+            out["raw_probe"] = {
+                k: raw["mean"][k]  # type: ignore[index]
+                for k in ("ece", "mce", "brier", "brier_skill", "auroc")
+            }
+            out["raw_probe"]["per_eps"] = raw["per_eps"]
         conf, l1 = self._cat("conf_ref"), self._cat("l1")
         if conf is None or l1 is None:
             return out
@@ -387,22 +408,23 @@ def _batches(items: list[tuple[int, int]], size: int) -> list[list[tuple[int, in
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-@torch.no_grad()
-def _evaluate_split(
+def _rollout_batches(
     model: WorldModel,
     ds: EpisodeDataset,
     windows: list[tuple[int, int]],
     opts: EvalOptions,
     name: str,
-    ref_eps: float,
-) -> tuple[SplitEvaluator, dict[str, torch.Tensor] | None]:
+    *,
+    decode: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Roll the model out over ``windows`` in batches, every ε of the grid read from one
+    rollout (:class:`MultiEpsilonProbe`); yields the batch's frames, latents and confidence
+    ``[B, H, E, C, h, w]``. Seeded per batch, so the same windows give the same samples."""
     mc = model.config
     k, h = mc.context_length, mc.horizon
     probe = MultiEpsilonProbe(model.probe, opts.eps_grid)
     rollout = model.rollout(probe=probe).eval()
     grid = probe.grid
-    ev = SplitEvaluator(grid, ref_eps, h, opts.element_corr_samples, opts.seed)
-    example: dict[str, torch.Tensor] | None = None
     for bi, batch in enumerate(
         tqdm(_batches(windows, opts.batch_size), desc=name, disable=not opts.progress, unit="batch")
     ):
@@ -414,18 +436,84 @@ def _evaluate_split(
         chunk = a[:, k - 1 : k - 1 + h]
         ctx_actions = a[:, : k - 1] if k > 1 else None
         gen = torch.Generator().manual_seed(opts.seed * 100_003 + bi)
-        res = rollout(ctx, chunk, context_actions=ctx_actions, generator=gen, decode=True)
+        res = rollout(ctx, chunk, context_actions=ctx_actions, generator=gen, decode=decode)
         b = ctx.shape[0]
         conf = res.confidence.reshape(b, h, len(grid), *lat.shape[2:])
+        yield {"x": x, "ctx": ctx, "target": target, "res": res, "conf": conf, "grid": grid}
+
+
+def _recalibrated(
+    conf: torch.Tensor, recal: ConfidenceRecalibration, grid: Sequence[float]
+) -> torch.Tensor:
+    """``conf [B, H, E, ...]`` with each ε slice passed through its recalibration map."""
+    out = conf.clone()
+    for j, eps in enumerate(grid):
+        out[:, :, j] = torch.from_numpy(recal.apply(conf[:, :, j].numpy(), eps))
+    return out
+
+
+@torch.no_grad()
+def _evaluate_split(
+    model: WorldModel,
+    ds: EpisodeDataset,
+    windows: list[tuple[int, int]],
+    opts: EvalOptions,
+    name: str,
+    ref_eps: float,
+    recal: ConfidenceRecalibration | None = None,
+) -> tuple[SplitEvaluator, dict[str, torch.Tensor] | None]:
+    k, h = model.config.context_length, model.config.horizon
+    ev: SplitEvaluator | None = None
+    example: dict[str, torch.Tensor] | None = None
+    for b in _rollout_batches(model, ds, windows, opts, name):
+        if ev is None:
+            ev = SplitEvaluator(b["grid"], ref_eps, h, opts.element_corr_samples, opts.seed)
+        x, ctx, target, res, raw = b["x"], b["ctx"], b["target"], b["res"], b["conf"]
+        conf = raw if recal is None else _recalibrated(raw, recal, b["grid"])
         recon = model.vae.decode(target)
-        ev.update(conf, res.latents, target, ctx[:, -1], res.frames, x[:, k:], x[:, k - 1], recon)
+        ev.update(
+            conf,
+            res.latents,
+            target,
+            ctx[:, -1],
+            res.frames,
+            x[:, k:],
+            x[:, k - 1],
+            recon,
+            raw_confidence=None if recal is None else raw,
+        )
         if example is None:
             example = {
                 "true": x[:, k:][: opts.figures],
                 "pred": res.frames[: opts.figures],  # type: ignore[index]
                 "conf": conf[: opts.figures, :, ev._ref],
             }
+    if ev is None:
+        raise TrainingError(f"{name}: no windows to evaluate")
     return ev, example
+
+
+@torch.no_grad()
+def fit_probe_recalibration(
+    model: WorldModel,
+    ds: EpisodeDataset,
+    windows: list[tuple[int, int]],
+    opts: EvalOptions,
+    *,
+    info: Mapping[str, Any] | None = None,
+) -> ConfidenceRecalibration:
+    """Fit :class:`ConfidenceRecalibration` on rollouts of ``windows`` (held-out, in
+    distribution), labelled with the real future exactly as the evaluation labels them."""
+    per_eps: dict[float, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    for b in _rollout_batches(model, ds, windows, opts, "probe recalibration", decode=False):
+        err = (b["res"].latents - b["target"]).abs().numpy()
+        for eps, (q, acc) in correctness_samples(b["conf"].numpy(), err, b["grid"]).items():
+            qs, accs = per_eps.setdefault(eps, ([], []))
+            qs.append(q.astype(np.float32))
+            accs.append(acc)
+    samples = {e: (np.concatenate(q), np.concatenate(a)) for e, (q, a) in per_eps.items()}
+    meta = {"windows": len(windows), "episodes": len({e for e, _ in windows}), **dict(info or {})}
+    return ConfidenceRecalibration.fit(samples, seed=opts.seed, info=meta)
 
 
 def _heatmap_figure(
@@ -515,6 +603,10 @@ def evaluate_bundle(
     ]
     plan += [(f, test.select(shift=f), opts.shift_windows, True) for f in families]
     refs = reference_latents(model.vae.encode, tuple(bundle.image_size))  # type: ignore[arg-type]
+    recal = None
+    stored = (bundle.calibration or {}).get("probe_recalibration")
+    if opts.recalibrated and stored is not None:
+        recal = ConfidenceRecalibration.from_dict(stored)
     splits: dict[str, Any] = {}
     files: dict[str, str] = {}
     for name, sub, limit, after in plan:
@@ -524,7 +616,7 @@ def evaluate_bundle(
             splits[name] = {"n_windows": 0}
             continue
         t0 = time.perf_counter()
-        ev, example = _evaluate_split(model, sub, wins, opts, name, ref_eps)
+        ev, example = _evaluate_split(model, sub, wins, opts, name, ref_eps, recal)
         summary = ev.summary()
         summary["n_episodes"] = len({e for e, _ in wins})
         summary["seconds"] = round(time.perf_counter() - t0, 2)
@@ -563,6 +655,9 @@ def evaluate_bundle(
         "eps_grid": list(opts.eps_grid),
         "n_bins": 20,
         "options": {k: v for k, v in opts.__dict__.items() if k != "eps_grid"},
+        "probe_recalibration": (
+            None if recal is None else {"applied": True, "info": dict(recal.info)}
+        ),
         "splits": splits,
         "files": files,
         "seconds": round(time.perf_counter() - t_start, 2),

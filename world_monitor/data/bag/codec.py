@@ -18,6 +18,8 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from world_monitor.data.dataset import json_default
+
 __all__ = [
     "ACTION_TYPES",
     "COMPRESSED",
@@ -252,16 +254,7 @@ def encode_meta(meta: dict[str, Any], stamps: np.ndarray, extra: dict[str, Any])
         "stamps": stamps.tolist(),
         **extra,
     }
-    return json.dumps(doc, allow_nan=False, default=_json_default)
-
-
-def _json_default(obj: Any) -> Any:
-    """numpy scalars/arrays in metadata (e.g. a seed drawn as np.int64) become plain JSON."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+    return json.dumps(doc, allow_nan=False, default=json_default)
 
 
 def decode_meta(text: str) -> dict[str, Any]:

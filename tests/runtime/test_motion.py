@@ -1,0 +1,121 @@
+"""The ``motion`` signal's memory: which rollout a decision is compared with, and when not."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from world_monitor.runtime.motion import MotionHistory
+
+H, K = 8, 2
+PERIOD = 0.1
+
+
+def _ctx(level: float) -> np.ndarray:
+    """k context latents; frame i of the pair sits at ``level`` - (k-1-i) * 0.1 (uniform)."""
+    return np.stack([np.full((4, 2, 2), level - 0.1 * (K - 1 - i)) for i in range(K)])
+
+
+def _pred(anchor_level: float, speed: float) -> np.ndarray:
+    """A rollout predicting the latent moves by ``speed`` per frame from ``anchor_level``."""
+    return np.stack([np.full((4, 2, 2), anchor_level + speed * (j + 1)) for j in range(H)])
+
+
+def _expected(anchor: float, speed: float, now: float, gap: int, floor: float = 0.05) -> float:
+    pred, obs = [], []
+    for i in range(K):
+        offset = gap - (K - 1 - i)
+        pred.append(np.full((4, 2, 2), speed * offset))
+        obs.append(np.full((4, 2, 2), now - 0.1 * (K - 1 - i) - anchor))
+    num = np.linalg.norm(np.stack(pred)) + floor
+    den = np.linalg.norm(np.stack(obs)) + floor
+    return math.log(num / den)
+
+
+def test_moving_as_predicted_scores_zero_and_less_motion_scores_positive():
+    m = MotionHistory(PERIOD, H, lag=4, min_values=1)
+    assert m.observe(0.0, _ctx(0.0), _pred(0.0, 0.1)) is None  # nothing to compare with yet
+    # 4 frames later the scene moved exactly as predicted (0.1 per frame)
+    assert m.observe(0.4, _ctx(0.4), _pred(0.4, 0.1)) == pytest.approx(0.0, abs=1e-12)
+    # next: the scene moved only half as far as predicted (weak motors)
+    got = m.observe(0.8, _ctx(0.6), _pred(0.6, 0.1))
+    assert m.values[-1] == pytest.approx(_expected(0.4, 0.1, 0.6, 4))
+    assert m.values[-1] > 0.3
+    assert got == pytest.approx(np.mean(m.values))
+
+
+def test_signal_is_the_window_mean_and_waits_for_min_values():
+    m = MotionHistory(PERIOD, H, lag=4, window=3, min_values=2)
+    m.observe(0.0, _ctx(0.0), _pred(0.0, 0.1))
+    assert m.observe(0.4, _ctx(0.2), _pred(0.2, 0.1)) is None  # one value: still undefined
+    for i in range(2, 6):
+        m.observe(0.4 * i, _ctx(0.2 * i), _pred(0.2 * i, 0.1))
+    assert len(m.values) == 3  # window
+    assert m.signal() == pytest.approx(np.mean(m.values))
+
+
+def test_compares_with_the_rollout_lag_frames_back_when_deciding_every_frame():
+    m = MotionHistory(PERIOD, H, lag=4, min_values=1)
+    for t in range(4):  # decisions every frame; only the one at t=0 is 4 frames before t=4
+        m.observe(t * PERIOD, _ctx(0.0), _pred(0.0, 0.1 if t == 0 else 5.0))
+    assert m.values == ()  # gaps 1..3 < lag
+    m.observe(4 * PERIOD, _ctx(0.4), _pred(0.4, 0.1))
+    assert m.values == pytest.approx((0.0,), abs=1e-12)  # the t=0 rollout, not t=3's
+    for t in range(5, 8):  # at most one value per lag frames, as at calibration
+        m.observe(t * PERIOD, _ctx(0.1 * t), _pred(0.1 * t, 0.1))
+    assert len(m.values) == 1
+    m.observe(8 * PERIOD, _ctx(0.8), _pred(0.8, 0.1))
+    assert len(m.values) == 2
+
+
+def test_no_value_when_the_gap_exceeds_the_horizon():
+    m = MotionHistory(PERIOD, H, lag=4, min_values=1)
+    m.observe(0.0, _ctx(0.0), _pred(0.0, 0.1))
+    m.observe((H + 2) * PERIOD, _ctx(1.0), _pred(1.0, 0.1))
+    assert m.values == ()
+
+
+def test_interrupt_forgets_rollouts_but_keeps_the_evidence():
+    m = MotionHistory(PERIOD, H, lag=4, min_values=1)
+    m.observe(0.0, _ctx(0.0), _pred(0.0, 0.1))
+    m.observe(0.4, _ctx(0.2), _pred(0.2, 0.1))
+    before = m.signal()
+    m.interrupt()  # the gate slowed the robot: the 0.4 rollout is not a fair reference
+    assert m.observe(0.8, _ctx(0.3), _pred(0.3, 0.1)) == pytest.approx(before)
+    assert len(m.values) == 1
+    m.observe(1.2, _ctx(0.7), _pred(0.7, 0.1))  # the 0.8 rollout ran unmodified: compared again
+    assert len(m.values) == 2
+
+
+def test_out_of_order_stamps_and_reset():
+    m = MotionHistory(PERIOD, H, lag=4, min_values=1)
+    m.observe(0.2, _ctx(0.0), _pred(0.0, 0.1))
+    m.observe(0.6, _ctx(0.4), _pred(0.4, 0.1))
+    assert len(m.values) == 1
+    m.observe(0.6, _ctx(0.0), _pred(0.0, 0.1))  # not advancing (a new episode): start afresh
+    assert m.values == ()
+    m.observe(1.0, _ctx(0.4), _pred(0.4, 0.1))
+    assert len(m.values) == 1
+    m.reset()
+    assert m.values == () and m.signal() is None
+    m.observe(1.4, _ctx(0.8), _pred(0.8, 0.1))
+    assert m.values == ()  # the rollout at 1.0 was forgotten by reset
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"frame_period_s": 0.0},
+        {"frame_period_s": math.nan},
+        {"lag": 0},
+        {"lag": H + 1},
+        {"min_values": 0},
+        {"window": 2, "min_values": 3},
+    ],
+)
+def test_rejects_bad_settings(kwargs):
+    args = {"frame_period_s": PERIOD, "horizon": H, **kwargs}
+    with pytest.raises(ValueError):
+        MotionHistory(**args)

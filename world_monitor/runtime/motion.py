@@ -1,0 +1,156 @@
+"""The ``motion`` signal: did the scene move as much as the world model said it would?
+
+Why: a dynamics shift (weaker motors, a heavier object) changes nothing the camera shows in a
+single frame, so neither the input-side signals nor the C³ confidence of one rollout see it
+(measured: episode AUROC 0.34 for the fused risk without it). What changes is the *outcome* of
+the commands: the arm moves less than the model, trained on nominal physics, predicted for the
+same actions. The only way to see that is to keep the previous rollout and compare it with the
+frames that arrived since, so this signal has memory across decisions, unlike every other one.
+
+Per decision at stamp ``t`` with context latents ``z`` (oldest first, one camera frame apart),
+against the latest earlier rollout made ``gap >= lag`` frames before (``lag`` = the decision
+stride the bundle was calibrated at; ``gap <= H``) from anchor latent ``a`` (that decision's
+newest context latent) with predicted latents ``P``:
+
+    value = log((‖P[o_i - 1] - a‖ + f) / (‖z_i - a‖ + f)),   o_i = frames from the anchor to z_i
+
+over the context frames with ``1 <= o_i <= H`` (norms over all of them together; ``f`` keeps
+the ratio finite when nothing moves). Positive = the scene moved less than predicted. The signal
+is the mean of the last ``window`` values, undefined (no evidence, rank 0) until ``min_values``
+exist. One value is noise: measured on the shipped bundle's cached test rollouts, episode AUROC
+on the dynamics family 0.72 for single values, 0.91 averaged over 6 (at least 2) and 0.94 over
+10 (at least 3); fused with the other signals, 10/3 also halved the in-distribution false alarms
+at the calibrated threshold and raised the dynamics episodes caught from 40% to 67%.
+
+A prediction is only a fair reference if the commands it was conditioned on ran unmodified: the
+caller reports every frame on which the gate slowed or stopped the robot with :meth:`interrupt`,
+which forgets the stored rollouts (the values already averaged stay: slowing the robot is no
+evidence that the world became nominal again). A stamp that does not advance starts afresh, as
+:meth:`MotionHistory.reset` does (a new episode, a looped recording).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["MotionHistory"]
+
+
+@dataclass(frozen=True)
+class _Rollout:
+    stamp: float
+    anchor: np.ndarray  # [C, h, w] newest context latent of that decision
+    predicted: np.ndarray  # [H, C, h, w]
+
+
+class MotionHistory:
+    """Per-episode memory behind the ``motion`` signal (module docstring).
+
+    Args:
+        frame_period_s: camera frame period (stamps are converted to frame offsets with it).
+        horizon: H, the number of predicted frames per rollout.
+        lag: the decision stride (frames) the bundle was calibrated at; a rollout is compared
+            with frames at least this far after it, and a new value is added at most once per
+            ``lag`` frames, so deciding more often than at calibration (replay decides on every
+            frame) still measures motion over the calibrated span and averages the calibrated
+            number of spans (measured: with a value per frame, an in-distribution replay's last
+            10 frames reached a STOP-level motion rank, 0.99995).
+        window: how many recent values the signal averages.
+        min_values: values needed before the signal is defined.
+        floor: ``f`` in the ratio (latent units).
+    """
+
+    def __init__(
+        self,
+        frame_period_s: float,
+        horizon: int,
+        *,
+        lag: int = 4,
+        window: int = 10,
+        min_values: int = 3,
+        floor: float = 0.05,
+    ) -> None:
+        if not (math.isfinite(frame_period_s) and frame_period_s > 0):
+            raise ValueError(f"frame_period_s must be > 0, got {frame_period_s}")
+        if not 1 <= lag <= horizon:
+            raise ValueError(f"lag must be in [1, horizon={horizon}], got {lag}")
+        if not 1 <= min_values <= window:
+            raise ValueError(f"need 1 <= min_values ({min_values}) <= window ({window})")
+        self.frame_period_s = float(frame_period_s)
+        self.horizon = int(horizon)
+        self.lag = int(lag)
+        self.floor = float(floor)
+        self.min_values = int(min_values)
+        self._rollouts: deque[_Rollout] = deque(maxlen=self.horizon + 1)
+        self._values: deque[float] = deque(maxlen=int(window))
+        self._last_stamp: float | None = None
+        self._last_value_stamp: float | None = None
+
+    def reset(self) -> None:
+        """Forget everything (a new episode, a new session)."""
+        self._rollouts.clear()
+        self._values.clear()
+        self._last_stamp = None
+        self._last_value_stamp = None
+
+    def interrupt(self) -> None:
+        """The commands did not run as planned (gate slowed/stopped them): drop the rollouts."""
+        self._rollouts.clear()
+
+    @property
+    def values(self) -> tuple[float, ...]:
+        return tuple(self._values)
+
+    def signal(self) -> float | None:
+        """The current signal (mean of the recent values), ``None`` while undefined."""
+        if len(self._values) < self.min_values:
+            return None
+        return float(np.mean(self._values))
+
+    def observe(
+        self, stamp: float, context_latents: np.ndarray, predicted: np.ndarray
+    ) -> float | None:
+        """Add one decision (context latents ``[k, C, h, w]``, its rollout ``[H, C, h, w]``);
+        returns the signal after it."""
+        stamp = float(stamp)
+        z = np.asarray(context_latents, dtype=np.float64)
+        p = np.asarray(predicted, dtype=np.float64)
+        if self._last_stamp is not None and not stamp > self._last_stamp:
+            self.reset()  # time went backwards (a new episode, a looped bag): start afresh
+        self._last_stamp = stamp
+        last = self._last_value_stamp
+        if last is None or round((stamp - last) / self.frame_period_s) >= self.lag:
+            value = self._compare(stamp, z)
+            if value is not None:
+                self._values.append(value)
+                self._last_value_stamp = stamp
+        self._rollouts.append(_Rollout(stamp, z[-1].copy(), p.copy()))
+        horizon_s = (self.horizon + 0.5) * self.frame_period_s
+        while self._rollouts and stamp - self._rollouts[0].stamp > horizon_s:
+            self._rollouts.popleft()
+        return self.signal()
+
+    def _compare(self, stamp: float, z: np.ndarray) -> float | None:
+        k = z.shape[0]
+        for ref in reversed(self._rollouts):  # newest first: the latest fair reference wins
+            gap = int(round((stamp - ref.stamp) / self.frame_period_s))
+            if gap < self.lag:
+                continue
+            if gap > self.horizon:
+                return None
+            pred, obs = [], []
+            for i in range(k):
+                offset = gap - (k - 1 - i)  # frames from the anchor to context frame i
+                if 1 <= offset <= self.horizon:
+                    pred.append(ref.predicted[offset - 1] - ref.anchor)
+                    obs.append(z[i] - ref.anchor)
+            if not pred:
+                return None
+            num = float(np.linalg.norm(np.stack(pred))) + self.floor
+            den = float(np.linalg.norm(np.stack(obs))) + self.floor
+            return math.log(num / den)
+        return None
