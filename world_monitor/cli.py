@@ -248,7 +248,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"calibrated {args.bundle} in {result.seconds:.1f} s ({result.decisions} decisions)")
     if "probe_recalibration" in cal.info:
         n = cal.info["probe_recalibration"]["info"].get("windows")
-        print(f"  probe confidence recalibrated (beta calibration per eps) on {n} calibration windows")
+        print(
+            f"  probe confidence recalibrated (beta calibration per eps) on {n} calibration windows"
+        )
     print(f"  risk: signals {list(cal.config.signals)} at epsilon {cal.config.epsilon}")
     print(
         f"  SLOW above {cal.slow_threshold:.4f} (episode false-alarm bound "

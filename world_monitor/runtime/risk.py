@@ -14,14 +14,15 @@ Why this shape:
   cell errors in units of the cell's own in-distribution spread (mean and standard deviation per
   cell, stored by calibration): a distractor on the usually empty table is unremarkable in raw
   error but many standard deviations above what that cell normally shows (measured episode AUROC
-  on distractors 1.00 alone vs 0.89 for ``recon_patch``). It is computed and reported but not
-  fused by default: measured on the shipped bundle's calibration split its in-distribution tail
-  is far heavier than the scale half shows (cells that are almost always perfectly reconstructed
-  reach z = 100-360 in 5 of 100 ordinary episodes when the puck passes through them), which put
-  the STOP threshold at a risk of 1.0 that nothing can exceed.
+  on distractors 0.98 alone vs 0.89 for ``recon_patch``). It is computed and reported but not
+  fused by default: its in-distribution tail is far heavier than the scale half of the
+  calibration split shows (cells that are almost always perfectly reconstructed sometimes are
+  not, when the puck passes through them), and fused it put the STOP threshold at a risk of 1.0
+  that nothing can exceed (``world-monitor calibrate ... --signals
+  c3_fraction,recon,recon_patch,recon_z,motion`` on the shipped bundle).
 * **History**: ``motion`` compares how far the scene moved since an earlier decision with how far
   that decision's rollout predicted it would move (:mod:`world_monitor.runtime.motion`): the only
-  signal that sees a dynamics shift (measured episode AUROC on dynamics 0.91 alone, 0.34 for the
+  signal that sees a dynamics shift (measured episode AUROC on dynamics 0.94 alone, 0.34 for the
   fused risk without it). It is undefined at an episode's first decisions and while the gate has
   been modifying the commands; an undefined signal ranks 0 (no evidence).
 * **Calibration to a common scale.** Each raw signal is mapped through the empirical CDF of the
