@@ -655,18 +655,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="datasets/default", help="dataset with a test split")
     p.add_argument("--out", default=None, help="output directory (default: BUNDLE/../eval_monitor)")
     p.add_argument("--stride", type=int, default=4, help="a decision every N frames (default 4)")
-    p.add_argument(
-        "--no-probe-recalibration",
-        action="store_true",
-        help="use the probe's confidence as trained (default: fit a monotone post-hoc map per "
-        "eps on calibration rollouts first; evaluate-model reports both)",
-    )
-    p.add_argument(
-        "--recalibration-windows",
-        type=int,
-        default=128,
-        help="calibration windows the probe recalibration is fitted on (default 128)",
-    )
     p.add_argument("--limit", type=int, default=None, help="at most N episodes per family")
     p.add_argument("--backend", default="onnxruntime,torch", help="backend preference order")
     p.add_argument("--engines-dir", default="engines")
