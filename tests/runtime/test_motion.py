@@ -119,3 +119,30 @@ def test_rejects_bad_settings(kwargs):
     args = {"frame_period_s": PERIOD, "horizon": H, **kwargs}
     with pytest.raises(ValueError):
         MotionHistory(**args)
+
+
+def test_interrupts_from_other_threads_never_break_a_decision():
+    import sys
+    import threading
+    import time
+
+    m = MotionHistory(PERIOD, H, lag=H, min_values=1)  # each comparison walks every rollout
+    stop = threading.Event()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+
+    def hammer() -> None:
+        while not stop.is_set():
+            time.sleep(2e-4)  # let rollouts accumulate between interrupts
+            m.interrupt()
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        for i in range(20_000):  # the session's timer/input threads interrupt while deciding
+            m.observe(i * PERIOD, _ctx(0.01 * i), _pred(0.01 * i, 0.01))
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(interval)
+    assert all(math.isfinite(v) for v in m.values)

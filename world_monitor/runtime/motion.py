@@ -31,6 +31,7 @@ evidence that the world became nominal again). A stamp that does not advance sta
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -88,34 +89,46 @@ class MotionHistory:
         self._values: deque[float] = deque(maxlen=int(window))
         self._last_stamp: float | None = None
         self._last_value_stamp: float | None = None
+        # the session calls interrupt() from its input/timer threads while a decision on the
+        # worker thread may be inside observe(): one lock keeps the deques consistent
+        self._lock = threading.RLock()
 
     def reset(self) -> None:
         """Forget everything (a new episode, a new session)."""
-        self._rollouts.clear()
-        self._values.clear()
-        self._last_stamp = None
-        self._last_value_stamp = None
+        with self._lock:
+            self._rollouts.clear()
+            self._values.clear()
+            self._last_stamp = None
+            self._last_value_stamp = None
 
     def interrupt(self) -> None:
         """The commands did not run as planned (gate slowed/stopped them): drop the rollouts."""
-        self._rollouts.clear()
+        with self._lock:
+            self._rollouts.clear()
 
     @property
     def values(self) -> tuple[float, ...]:
-        return tuple(self._values)
+        with self._lock:
+            return tuple(self._values)
 
     def signal(self) -> float | None:
         """The current signal (mean of the recent values), ``None`` while undefined."""
-        if len(self._values) < self.min_values:
-            return None
-        return float(np.mean(self._values))
+        with self._lock:
+            if len(self._values) < self.min_values:
+                return None
+            return float(np.mean(self._values))
 
     def observe(
         self, stamp: float, context_latents: np.ndarray, predicted: np.ndarray
     ) -> float | None:
         """Add one decision (context latents ``[k, C, h, w]``, its rollout ``[H, C, h, w]``);
         returns the signal after it."""
-        stamp = float(stamp)
+        with self._lock:
+            return self._observe(float(stamp), context_latents, predicted)
+
+    def _observe(
+        self, stamp: float, context_latents: np.ndarray, predicted: np.ndarray
+    ) -> float | None:
         z = np.asarray(context_latents, dtype=np.float64)
         p = np.asarray(predicted, dtype=np.float64)
         if self._last_stamp is not None and not stamp > self._last_stamp:
