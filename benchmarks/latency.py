@@ -328,22 +328,63 @@ def measure(
                     *common,
                 ]
             )
-        res["reference"] = _spawn(
-            [
-                "--_role",
-                "reference",
-                "--_points",
-                str(pts),
-                "--warmup",
-                str(min(warmup, 2)),
-                "--repeats",
-                str(min(repeats, ref_repeats)),
-                *common,
-            ]
-        )
-    res["ece"] = sampler_ece(bundle, data, ece_windows, threads) if ece_windows > 0 else {}
+        if info["variant"] == "deterministic":  # one pass, no sampler to compare against
+            res["reference"] = None
+        else:
+            res["reference"] = _spawn(
+                [
+                    "--_role",
+                    "reference",
+                    "--_points",
+                    str(pts),
+                    "--warmup",
+                    str(min(warmup, 2)),
+                    "--repeats",
+                    str(min(repeats, ref_repeats)),
+                    *common,
+                ]
+            )
+    use_ece = ece_windows > 0 and res["reference"] is not None
+    res["ece"] = sampler_ece(bundle, data, ece_windows, threads) if use_ece else {}
     res["load_end"] = load_avg()
     return res
+
+
+def _print_samplers(res: dict[str, Any], tr: dict[str, Any], ort: dict[str, Any]) -> None:
+    """The reference-sampler comparison and both samplers' calibration (diffusion bundles)."""
+    ref = res["reference"]["samplers"]
+    base = ref["reference"]["p50"]
+    print(
+        f"\n## sampler comparison, eager torch encode+rollout (WorldModelRollout), "
+        f"{ref['reference']['n']} decisions, same inputs"
+    )
+    print("| sampler | p50 ms | p95 ms | decisions/s | speed-up vs reference (p50) |")
+    print("|---|---|---|---|---|")
+    rows = [
+        (f"reference: autoregressive K={ref['reference']['steps']} (eager)", ref["reference"]),
+        (f"ours: joint K={ref['joint']['steps']} (eager)", ref["joint"]),
+    ]
+    for label, r in rows:
+        print(
+            f"| {label} | {_f(r['p50'])} | {_f(r['p95'])} | {_f(r['throughput'], 2)} | "
+            f"{_f(base / r['p50'], 2)} |"
+        )
+    for r in (tr, ort):
+        p50, p95 = r["stages"]["wall"]
+        print(
+            f"| ours: full decision, {r['backend']} | {_f(p50)} | {_f(p95)} | "
+            f"{_f(r['throughput'], 2)} | {_f(base / p50, 2)} |"
+        )
+    ece = res.get("ece") or {}
+    if ece:
+        print("\n## calibration of both samplers (evaluate-model machinery, ID test windows)")
+        print("| sampler | n windows | ECE (mean over eps, 20 bins) | MCE | AUROC | seconds |")
+        print("|---|---|---|---|---|---|")
+        for name, e in ece.items():
+            print(
+                f"| {name}: {e['mode']} K={e['steps']} | {e['n_windows']} | {_f(e['ece'], 4)} | "
+                f"{_f(e['mce'], 4)} | {_f(e['auroc'], 3)} | {_f(e['seconds'], 1)} |"
+            )
 
 
 def print_report(res: dict[str, Any], command: str, threads: int) -> None:
@@ -386,39 +427,13 @@ def print_report(res: dict[str, Any], command: str, threads: int) -> None:
             f"| {hw} | {size}, H={info['horizon']} | {r['backend']} | {_f(p50)} | {_f(p95)} | "
             f"{_f(r['throughput'], 2)} | {_f(r['peak_rss_mib'], 0)} | {_f(r['load_s'], 1)} |"
         )
-    ref = res["reference"]["samplers"]
-    base = ref["reference"]["p50"]
-    print(
-        f"\n## sampler comparison, eager torch encode+rollout (WorldModelRollout), "
-        f"{ref['reference']['n']} decisions, same inputs"
-    )
-    print("| sampler | p50 ms | p95 ms | decisions/s | speed-up vs reference (p50) |")
-    print("|---|---|---|---|---|")
-    rows = [
-        (f"reference: autoregressive K={ref['reference']['steps']} (eager)", ref["reference"]),
-        (f"ours: joint K={ref['joint']['steps']} (eager)", ref["joint"]),
-    ]
-    for label, r in rows:
+    if res["reference"] is None:
         print(
-            f"| {label} | {_f(r['p50'])} | {_f(r['p95'])} | {_f(r['throughput'], 2)} | "
-            f"{_f(base / r['p50'], 2)} |"
+            "\n## sampler comparison: not applicable (deterministic bundle: one pass, no "
+            "sampler); its calibration: `world-monitor evaluate-model`"
         )
-    for r in (tr, ort):
-        p50, p95 = r["stages"]["wall"]
-        print(
-            f"| ours: full decision, {r['backend']} | {_f(p50)} | {_f(p95)} | "
-            f"{_f(r['throughput'], 2)} | {_f(base / p50, 2)} |"
-        )
-    ece = res.get("ece") or {}
-    if ece:
-        print("\n## calibration of both samplers (evaluate-model machinery, ID test windows)")
-        print("| sampler | n windows | ECE (mean over eps, 20 bins) | MCE | AUROC | seconds |")
-        print("|---|---|---|---|---|---|")
-        for name, e in ece.items():
-            print(
-                f"| {name}: {e['mode']} K={e['steps']} | {e['n_windows']} | {_f(e['ece'], 4)} | "
-                f"{_f(e['mce'], 4)} | {_f(e['auroc'], 3)} | {_f(e['seconds'], 1)} |"
-            )
+    else:
+        _print_samplers(res, tr, ort)
     p50 = ort["stages"]["wall"][0]
     met = "MET" if p50 <= TARGET_P50_MS else "NOT MET"
     print(

@@ -157,3 +157,27 @@ def test_recalibration_benchmark(
     for row in rows:
         assert 0 <= _finite(row[1]) <= 1 and 0 <= _finite(row[2]) <= 1
     assert _finite(rows[0][4]) == pytest.approx(1.0)
+
+
+def test_latency_benchmark_on_a_deterministic_bundle(
+    world: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fast variant has no sampler: the decision tables print, the sampler comparison is
+    reported as not applicable instead of crashing on an autoregressive override."""
+    data, _, engines = world
+    cfg = load_config(
+        [*TINY_OVERRIDES, "model=deterministic", "train.dynamics.steps=10", "train.vae.steps=10"]
+    )
+    result = train(cfg, tmp_path / "run", data_root=data, command="pytest det", progress=False)
+    bundle = tmp_path / "run" / "bundle"
+    assert result.bundle is not None
+    calibrate_bundle(bundle, data, stride=2, progress=False, engines_dir=engines, verify_split=None)
+    latency = _load("latency")
+    argv = ["--bundle", str(bundle), "--data", str(data), "--repeats", "2", "--warmup", "1"]
+    rc = latency.main([*argv, "--engines-dir", str(engines)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "(deterministic," in out and "sampler comparison: not applicable" in out
+    stages = _table_rows(out, "| stage |")
+    assert [r[0] for r in stages] == ["encode", "rollout", "signals", "risk", "total", "wall"]
+    assert "# target: onnxruntime-CPU p50" in out
