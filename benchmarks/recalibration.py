@@ -30,24 +30,17 @@ from hostinfo import cpu_model, load_avg  # noqa: E402
 def _samples(
     model, episodes, windows: int, seed: int
 ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
-    import torch
-
-    from world_monitor.training.evaluate import EvalOptions, _rollout_batches, select_windows
-    from world_monitor.uq.recalibration import correctness_samples
+    """The samples ``calibrate`` fits on (``collect_correctness_samples``), q̂ as float64."""
+    from world_monitor.training.evaluate import (
+        EvalOptions,
+        collect_correctness_samples,
+        select_windows,
+    )
 
     length = model.config.context_length + model.config.horizon
     wins = select_windows(episodes, length, 2, windows, seed, after_onset=False)
-    per: dict[float, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-    with torch.no_grad():
-        for b in _rollout_batches(
-            model, episodes, wins, EvalOptions(progress=False), "x", decode=False
-        ):
-            err = (b["res"].latents - b["target"]).abs().numpy()
-            for eps, (q, acc) in correctness_samples(b["conf"].numpy(), err, b["grid"]).items():
-                qs, accs = per.setdefault(eps, ([], []))
-                qs.append(q.astype(np.float64))
-                accs.append(acc)
-    return {e: (np.concatenate(q), np.concatenate(a)) for e, (q, a) in per.items()}
+    samples = collect_correctness_samples(model, episodes, wins, EvalOptions(progress=False), "x")
+    return {e: (q.astype(np.float64), acc) for e, (q, acc) in samples.items()}
 
 
 def _maps(

@@ -37,6 +37,7 @@ from world_monitor.runtime.risk import (
     confidence_summaries,
     recon_zscore,
 )
+from world_monitor.uq.recalibration import ConfidenceRecalibration
 
 __all__ = ["CalibrationResult", "calibrate_bundle", "episode_max_risks", "retarget", "run_raw"]
 
@@ -108,7 +109,8 @@ def run_raw(
 
 
 def add_recon_z(episodes: Sequence[EpisodeScores], mean: np.ndarray, std: np.ndarray) -> None:
-    """(Re)compute every decision's ``recon_z`` from its cell errors with these statistics."""
+    """Every decision's ``recon_z`` from its cell errors with these statistics (for the
+    episodes scored before the statistics existed)."""
     for ep in episodes:
         for scores, cells in zip(ep.scores, ep.recon_cells, strict=True):
             scores["recon_z"] = recon_zscore(cells, mean, std)
@@ -160,7 +162,7 @@ def retarget(
 
 def fit_recalibration(
     bundle: str | Path, episodes: Any, *, windows: int, progress: bool = True
-) -> Any:
+) -> ConfidenceRecalibration:
     """The probe's post-hoc recalibration (:mod:`world_monitor.uq.recalibration`), fitted on
     ``windows`` rollouts of ``episodes`` (the scale half of the calibration split) with the real
     future as the label, exactly as ``evaluate-model`` scores the confidence."""
@@ -238,17 +240,19 @@ def calibrate_bundle(
             progress=progress,
         )
     monitor.recalibration = recal
+    monitor.recon_stats = None  # not the previous calibration's: fitted on half A below
     scored_a = run_raw(
         monitor, ds, half_a, stride=stride, progress=progress, desc="calib A (scale)"
     )
+    # recon_z: each cell's error in units of its own spread on half A (the scale half); from
+    # here on the monitor computes it itself, half A gets it afterwards
+    cells_a = np.concatenate([ep.recon_cells for ep in scored_a])
+    cell_mean, cell_std = cells_a.mean(axis=0), cells_a.std(axis=0)
+    add_recon_z(scored_a, cell_mean, cell_std)
+    monitor.recon_stats = (cell_mean, cell_std)
     scored_b = run_raw(
         monitor, ds, half_b, stride=stride, progress=progress, desc="calib B (thresholds)"
     )
-
-    # recon_z: each cell's error in units of its own spread on half A (the scale half)
-    cells_a = np.concatenate([ep.recon_cells for ep in scored_a])
-    cell_mean, cell_std = cells_a.mean(axis=0), cells_a.std(axis=0)
-    add_recon_z(scored_a + scored_b, cell_mean, cell_std)
     cal = RiskCalibration.fit_reference(risk, [s for ep in scored_a for s in ep.scores])
     cal.info["threshold_episode_max_risk"] = [float(v) for v in episode_max_risks(cal, scored_b)]
     retarget(cal, stop_alpha=stop_alpha, slow_alpha=slow_alpha)
@@ -286,7 +290,6 @@ def calibrate_bundle(
         scored_t = run_raw(
             monitor, ds, test, stride=stride, progress=progress, desc=f"verify ({verify_split})"
         )
-        add_recon_z(scored_t, cell_mean, cell_std)
         tmax = episode_max_risks(cal, scored_t)
         verify = {
             "split": verify_split,

@@ -154,7 +154,9 @@ class Monitor:
             self.horizon,
             lag=min(int(info.get("decision_stride", DEFAULT_DECISION_STRIDE)), self.horizon),
         )
-        self._recon_stats = _recon_stats(info)
+        #: per-cell in-distribution reconstruction-error (mean, std) for ``recon_z``, and the
+        #: probe's post-hoc recalibration: both from calibration.json; ``calibrate`` replaces them
+        self.recon_stats = _recon_stats(info)
         self.recalibration = _probe_recalibration(info)
 
     # ------------------------------------------------------------------ memory
@@ -317,8 +319,8 @@ class Monitor:
         scores["recon"] = recon_error(x[-1:], recon)
         cells = recon_cells(x[-1:], recon)
         scores["recon_patch"] = patch_score(cells)
-        if self._recon_stats is not None:
-            scores["recon_z"] = recon_zscore(cells, *self._recon_stats)
+        if self.recon_stats is not None:
+            scores["recon_z"] = recon_zscore(cells, *self.recon_stats)
         if stamp is not None:
             motion = self.motion.observe(stamp, ctx, result.latents)
             if motion is not None:
@@ -412,8 +414,8 @@ class Monitor:
         box = None
         leader = max(signal_risk, key=signal_risk.get) if signal_risk else None
         err = None if recon_cells is None else np.asarray(recon_cells, dtype=np.float64)
-        if leader == "recon_z" and err is not None and self._recon_stats is not None:
-            err = np.clip(recon_zmap(err, *self._recon_stats), 0.0, None)
+        if leader == "recon_z" and err is not None and self.recon_stats is not None:
+            err = np.clip(recon_zmap(err, *self.recon_stats), 0.0, None)
         if leader in INPUT_SIGNALS and err is not None and float(np.max(err)) > 0:
             stride = self.image_size[1] // err.shape[1]
             box = box_from_confidence(

@@ -342,9 +342,9 @@ class RiskCalibration:
         """Reference distributions from in-distribution decisions' raw scores (thresholds at 1).
 
         A history signal's reference holds the decisions where it was defined."""
-        missing = [n for n in config.signals if n not in HISTORY_SIGNALS]
+        required = [n for n in config.signals if n not in HISTORY_SIGNALS]
         for d in decisions:
-            absent = [n for n in missing if n not in d]
+            absent = [n for n in required if n not in d]
             if absent:
                 raise RiskError(f"decision scores lack signal(s) {absent}")
         reference = {

@@ -66,6 +66,7 @@ __all__ = [
     "EvalOptions",
     "MultiEpsilonProbe",
     "SplitEvaluator",
+    "collect_correctness_samples",
     "evaluate_bundle",
     "fit_probe_recalibration",
     "print_table",
@@ -504,16 +505,29 @@ def fit_probe_recalibration(
 ) -> ConfidenceRecalibration:
     """Fit :class:`ConfidenceRecalibration` on rollouts of ``windows`` (held-out, in
     distribution), labelled with the real future exactly as the evaluation labels them."""
+    samples = collect_correctness_samples(model, ds, windows, opts, "probe recalibration")
+    meta = {"windows": len(windows), "episodes": len({e for e, _ in windows}), **dict(info or {})}
+    return ConfidenceRecalibration.fit(samples, seed=opts.seed, info=meta)
+
+
+@torch.no_grad()
+def collect_correctness_samples(
+    model: WorldModel,
+    ds: EpisodeDataset,
+    windows: list[tuple[int, int]],
+    opts: EvalOptions,
+    name: str,
+) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """``{ε: (q̂, 1[|x̂ − x*| ≤ ε])}`` over every latent element of rollouts of ``windows``
+    (no decoding): what a recalibration is fitted and scored on."""
     per_eps: dict[float, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-    for b in _rollout_batches(model, ds, windows, opts, "probe recalibration", decode=False):
+    for b in _rollout_batches(model, ds, windows, opts, name, decode=False):
         err = (b["res"].latents - b["target"]).abs().numpy()
         for eps, (q, acc) in correctness_samples(b["conf"].numpy(), err, b["grid"]).items():
             qs, accs = per_eps.setdefault(eps, ([], []))
             qs.append(q.astype(np.float32))
             accs.append(acc)
-    samples = {e: (np.concatenate(q), np.concatenate(a)) for e, (q, a) in per_eps.items()}
-    meta = {"windows": len(windows), "episodes": len({e for e, _ in windows}), **dict(info or {})}
-    return ConfidenceRecalibration.fit(samples, seed=opts.seed, info=meta)
+    return {e: (np.concatenate(q), np.concatenate(a)) for e, (q, a) in per_eps.items()}
 
 
 def _heatmap_figure(

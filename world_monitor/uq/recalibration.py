@@ -120,10 +120,9 @@ class ConfidenceRecalibration:
         return cls(tuple(grid), np.asarray(rows), meta)
 
     # ------------------------------------------------------------------ applying
-    def _map(self, j: int, q: np.ndarray) -> np.ndarray:
+    def _map(self, j: int, features: np.ndarray) -> np.ndarray:
         a, b, c = np.asarray(self.params, dtype=np.float64)[j]
-        f = _features(q)
-        z = a * f[..., 0] + b * f[..., 1] + c
+        z = a * features[..., 0] + b * features[..., 1] + c
         return 1.0 / (1.0 + np.exp(-z))
 
     def apply(self, confidence: np.ndarray, eps: float) -> np.ndarray:
@@ -132,11 +131,12 @@ class ConfidenceRecalibration:
         grid = np.asarray(self.eps_grid)
         e = float(np.clip(eps, grid[0], grid[-1]))
         j = int(np.searchsorted(grid, e))
+        f = _features(q)
         if j >= grid.size or grid[j] == e or j == 0:
-            out = self._map(min(j, grid.size - 1), q)
+            out = self._map(min(j, grid.size - 1), f)
         else:
             w = (e - grid[j - 1]) / (grid[j] - grid[j - 1])
-            out = (1.0 - w) * self._map(j - 1, q) + w * self._map(j, q)
+            out = (1.0 - w) * self._map(j - 1, f) + w * self._map(j, f)
         return out.astype(q.dtype if np.issubdtype(q.dtype, np.floating) else np.float64)
 
     # ------------------------------------------------------------------ storage
