@@ -28,6 +28,8 @@ ARGS = [
     ("target_false_alarm_rate", "-1.0", "false-alarm target (< 0 = the bundle's thresholds)"),
     ("relay", "false", "relay cmd_in -> cmd_out while the gate allows it"),
     ("relay_msg_type", "Twist", "Twist | JointTrajectory"),
+    ("slow_scale", "0.5", "Twist scale on SLOW, in (0, 1]"),
+    ("slow_action_dims", "", "comma-separated chunk dims SLOW scales, e.g. 0,1,2 (empty: unknown)"),
     ("cmd_in", "cmd_in", "policy command topic (relay input)"),
     ("cmd_out", "cmd_out", "gated command topic (relay output)"),
     ("shadow", "false", "report only, never block"),
@@ -57,6 +59,7 @@ def _node(context, *args, **kwargs):
         "action_msg_type": v["action_msg_type"],
         "relay_enabled": _bool(v["relay"]),
         "relay_msg_type": v["relay_msg_type"],
+        "slow_scale": float(v["slow_scale"]),
         "shadow_mode": _bool(v["shadow"]),
         "use_sim_time": _bool(v["use_sim_time"]),
         "autostart": _bool(v["autostart"]),
@@ -64,6 +67,8 @@ def _node(context, *args, **kwargs):
     for key, arg in (("backend_order", "backend_order"), ("hydra_overrides", "hydra_overrides")):
         if _list(v[arg]):
             params[key] = _list(v[arg])
+    if _list(v["slow_action_dims"]):
+        params["slow_action_dims"] = [int(d) for d in _list(v["slow_action_dims"])]
     return [
         LifecycleNode(
             package="world_monitor",

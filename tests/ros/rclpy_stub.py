@@ -90,10 +90,12 @@ class ParameterType:
     PARAMETER_INTEGER = 2
     PARAMETER_DOUBLE = 3
     PARAMETER_STRING = 4
+    PARAMETER_INTEGER_ARRAY = 7
     PARAMETER_STRING_ARRAY = 9
 
 
 class _PType(enum.Enum):
+    INTEGER_ARRAY = 7
     STRING_ARRAY = 9
 
 

@@ -174,3 +174,26 @@ def test_configure_fails_when_monitor_cannot_load(stub):
     )
     assert node.state == "unconfigured" and node.session is None
     assert any("/nope" in line for line in node.logger.lines)
+
+
+@pytest.mark.parametrize(
+    ("params", "expect"),
+    [
+        ({}, (None, ())),  # nothing named: every SLOW makes the motion evidence stale
+        ({"slow_action_dims": [0, 2]}, (None, ())),  # no relay: SLOW's effect unknown
+        ({"slow_action_dims": [0, 2], "relay_enabled": True, "slow_scale": 0.3}, (0.3, (0, 2))),
+        (
+            {"slow_action_dims": [1], "relay_enabled": True, "relay_msg_type": "JointTrajectory"},
+            (1.0, (1,)),  # forwarded unchanged on SLOW
+        ),
+    ],
+)
+def test_session_knows_what_slow_does_to_the_chunk(stub, params, expect):
+    node = _node(stub, **params)
+    cfg = node.session.config
+    assert (cfg.slow_action_scale, cfg.slow_action_dims) == expect
+
+
+def test_slow_action_dims_beyond_the_chunk_fail_configure(stub):
+    node = _node(stub, slow_action_dims=[7], relay_enabled=True)
+    assert node.session is None and "slow_action_dims" in node.configure_error

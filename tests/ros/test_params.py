@@ -41,6 +41,7 @@ def test_every_problem_is_named():
             decision_rate_hz=float("nan"),
             reopen_after=0,
             slow_scale=1.5,
+            slow_action_dims=[0, -1],
             epsilon=2.0,
             target_false_alarm_rate=1.0,
             image_transport="theora",
@@ -58,6 +59,7 @@ def test_every_problem_is_named():
         "decision_rate_hz",
         "reopen_after",
         "slow_scale",
+        "slow_action_dims",
         "epsilon",
         "target_false_alarm_rate",
         "image_transport",
@@ -66,4 +68,9 @@ def test_every_problem_is_named():
         "hydra_overrides",
     ):
         assert name in text, name
-    assert len(errors) == 13
+    assert len(errors) == 14
+
+
+def test_repeated_slow_action_dims_are_named():
+    errors = validate_parameters(_defaults(slow_action_dims=[0, 1, 0]))
+    assert len(errors) == 1 and "repeated" in errors[0]

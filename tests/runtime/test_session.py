@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from world_monitor.runtime.gate import GateConfig
@@ -208,3 +209,55 @@ def test_gate_interventions_tell_the_monitor_its_rollouts_are_stale(
     assert bool(after) is expect_interrupts
     if expect_interrupts:
         assert after[0] == len(mon.calls)  # right after the decision that slowed the robot
+
+
+def _feed_chunk(s: MonitorSession, t: float, value: int, chunk):
+    s.tick(t)
+    s.on_image(fakes.frame(value), t, "rgb8")
+    s.on_actions(chunk, t)
+    return s.decide(t)
+
+
+def test_a_known_slow_scaling_conditions_rollouts_on_the_slowed_commands():
+    """With the relay's SLOW mapping known, a steady SLOW keeps the rollouts (motion evidence)
+    and conditions each new one on the commands as they will run; the decision that changes
+    the enforced level, and any STOP, still make them stale."""
+    mon = _RememberingMonitor()
+    gate = GateConfig(slow_threshold=0.5, stop_threshold=0.7, reopen_after=2)
+    cfg = SessionConfig(slow_action_scale=0.25, slow_action_dims=(0, 2))
+    s = MonitorSession(mon, gate, cfg)
+    planned = np.tile(np.array([[0.4, -0.8, 0.2, 1.0]], np.float32), (4, 1))
+    for i in range(5):
+        _feed_chunk(s, 0.1 * i, 10, planned)
+    booted = len(mon.interrupts_at)
+    np.testing.assert_array_equal(mon.calls[-1][1], planned)  # PROCEED: as planned
+    r = _feed_chunk(s, 0.5, 150, planned)  # risk 0.59: SLOW
+    assert r.status.effective_decision is Decision.SLOW
+    assert mon.interrupts_at[booted:] == [len(mon.calls)]  # planned at full speed: stale
+    np.testing.assert_array_equal(mon.calls[-1][1], planned)  # decided under PROCEED
+    for i in range(3):
+        r = _feed_chunk(s, 0.6 + 0.1 * i, 150, planned)
+        assert r.status.effective_decision is Decision.SLOW
+        slowed = planned.copy()
+        slowed[:, [0, 2]] *= 0.25
+        np.testing.assert_allclose(mon.calls[-1][1], slowed)  # as the relay will run it
+    assert len(mon.interrupts_at) == booted + 1  # steady SLOW: evidence kept
+    r = _feed_chunk(s, 0.9, 200, planned)  # risk 0.78: STOP holds the arm
+    assert r.status.effective_decision is Decision.STOP
+    assert mon.interrupts_at[-1] == len(mon.calls)
+    n = len(mon.interrupts_at)
+    s.tick(0.95)  # every STOP status: nothing can be conditioned on a held arm
+    assert len(mon.interrupts_at) == n + 1
+
+
+def test_slow_scaling_needs_valid_dimensions():
+    with pytest.raises(ValueError, match="slow_action_dims"):
+        SessionConfig(slow_action_scale=0.5)
+    with pytest.raises(ValueError, match="slow_action_scale"):
+        SessionConfig(slow_action_scale=1.5, slow_action_dims=(0,))
+    with pytest.raises(ValueError, match="repeated"):
+        SessionConfig(slow_action_scale=0.5, slow_action_dims=(0, 0))
+    with pytest.raises(ValueError, match="action_dim"):
+        MonitorSession(
+            fakes.FakeMonitor(), None, SessionConfig(slow_action_scale=0.5, slow_action_dims=(4,))
+        )

@@ -56,6 +56,9 @@ __all__ = [
 ]
 
 OUTCOMES = ("success", "failure", "stopped")
+#: The action dimensions the relay slows on SLOW and holds on STOP: the end-effector deltas
+#: (the fourth, the gripper command, is absolute and passes unscaled).
+EE_DELTA_DIMS = (0, 1, 2)
 #: Failure reasons that are safety failures whatever the gate did (not "only" a missed goal).
 SAFETY_FAILURES = frozenset({"object_off_table", "collision_with_obstacle"})
 
@@ -220,12 +223,13 @@ class GatedController:
     def _actuate(self, planned: np.ndarray, decision: Decision) -> np.ndarray:
         """What the relay lets through (module docstring); the gripper is held on STOP."""
         out = planned.copy()
+        dims = list(EE_DELTA_DIMS)
         if decision is Decision.STOP:
-            out[:3] = 0.0
+            out[dims] = 0.0
             if self._grip is not None:
                 out[3] = self._grip
         elif decision is Decision.SLOW:
-            out[:3] *= self.slow_scale
+            out[dims] *= self.slow_scale
         self._grip = float(out[3])
         return out
 
@@ -282,7 +286,12 @@ def run_closed_loop(
     env = get_env(sim_config)
     fps = float(env.config.fps)
     gate_cfg = gate_config_for(monitor, shadow=not gated)
-    session = MonitorSession(monitor, gate_cfg, SessionConfig(per_chunk=True))
+    # the session knows what SLOW does to the commands, so it predicts the slowed motion
+    # instead of discarding its motion evidence at every slowed decision (SessionConfig)
+    session_cfg = SessionConfig(
+        per_chunk=True, slow_action_scale=slow_scale, slow_action_dims=EE_DELTA_DIMS
+    )
+    session = MonitorSession(monitor, gate_cfg, session_cfg)
     controller = GatedController(
         session,
         fps=fps,

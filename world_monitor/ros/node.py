@@ -61,6 +61,7 @@ from world_monitor.ros.params import (
     BOOL,
     DOUBLE,
     INTEGER,
+    INTEGER_ARRAY,
     PARAMETERS,
     STRING,
     STRING_ARRAY,
@@ -86,8 +87,25 @@ _TYPES = {
     STRING_ARRAY: ParameterType.PARAMETER_STRING_ARRAY,
     DOUBLE: ParameterType.PARAMETER_DOUBLE,
     INTEGER: ParameterType.PARAMETER_INTEGER,
+    INTEGER_ARRAY: ParameterType.PARAMETER_INTEGER_ARRAY,
     BOOL: ParameterType.PARAMETER_BOOL,
 }
+
+#: array parameters, declared by type when their default is empty
+_ARRAYS = {
+    STRING_ARRAY: Parameter.Type.STRING_ARRAY,
+    INTEGER_ARRAY: Parameter.Type.INTEGER_ARRAY,
+}
+
+
+def slow_action_scale(params: dict[str, Any]) -> float | None:
+    """What SLOW does to the policy's chunk, for the monitor's motion evidence
+    (``SessionConfig.slow_action_scale``): the Twist relay scales by ``slow_scale``, the
+    JointTrajectory relay forwards unchanged (1.0); ``None`` when unknown (no dims named, or
+    no relay: what a twist_mux lock consumer does on SLOW is not known here)."""
+    if not params["slow_action_dims"] or not params["relay_enabled"]:
+        return None
+    return float(params["slow_scale"]) if params["relay_msg_type"] == "Twist" else 1.0
 
 
 def default_monitor_factory(params: dict[str, Any], cfg: Any) -> MonitorLike:
@@ -132,9 +150,9 @@ class WorldMonitorNode(LifecycleNode):
         self._monitor_factory = monitor_factory or default_monitor_factory
         for name, (default, ptype, description) in PARAMETERS.items():
             descriptor = ParameterDescriptor(type=_TYPES[ptype], description=description)
-            if ptype == STRING_ARRAY and not default:
+            if ptype in _ARRAYS and not default:
                 # an empty list has no element type; declare by type (rclpy >= Humble)
-                self.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor)
+                self.declare_parameter(name, _ARRAYS[ptype], descriptor)
             else:
                 self.declare_parameter(name, default, descriptor)
         self.params: dict[str, Any] = {}
@@ -166,9 +184,12 @@ class WorldMonitorNode(LifecycleNode):
             value = self.get_parameter(name).value
         except Exception:  # noqa: BLE001 -- uninitialised (declared by type only)
             value = None
-        if value is None and PARAMETERS[name][1] == STRING_ARRAY:
+        ptype = PARAMETERS[name][1]
+        if value is None and ptype in _ARRAYS:
             return []
-        return list(value) if PARAMETERS[name][1] == STRING_ARRAY else value
+        if ptype == INTEGER_ARRAY:
+            return [int(v) for v in value]
+        return list(value) if ptype == STRING_ARRAY else value
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -188,6 +209,7 @@ class WorldMonitorNode(LifecycleNode):
 
             cfg = load_config(params["hydra_overrides"])
             monitor = self._monitor_factory(params, cfg)
+            slow = slow_action_scale(params)
             gate = gate_config_for(
                 monitor,
                 image_timeout_s=params["image_timeout_s"],
@@ -205,6 +227,8 @@ class WorldMonitorNode(LifecycleNode):
                     decision_rate_hz=float(params["decision_rate_hz"]),
                     keep_decisions=False,
                     measure_wall_time=True,
+                    slow_action_scale=slow,
+                    slow_action_dims=tuple(params["slow_action_dims"]) if slow is not None else (),
                 ),
             )
         except Exception as exc:  # noqa: BLE001 -- any load failure is a failed transition

@@ -14,13 +14,15 @@ __all__ = [
     "DOUBLE",
     "INTEGER",
     "PARAMETERS",
+    "INTEGER_ARRAY",
     "STRING",
     "STRING_ARRAY",
     "validate_parameters",
 ]
 
 STRING, STRING_ARRAY, DOUBLE, INTEGER, BOOL = "string", "string_array", "double", "integer", "bool"
-_STR, _STRS, _DBL, _INT, _BOOL = STRING, STRING_ARRAY, DOUBLE, INTEGER, BOOL
+INTEGER_ARRAY = "integer_array"
+_STR, _STRS, _DBL, _INT, _BOOL, _INTS = STRING, STRING_ARRAY, DOUBLE, INTEGER, BOOL, INTEGER_ARRAY
 
 #: name -> (default, type, description). Defaults mirror config/ros/default.yaml.
 PARAMETERS: dict[str, tuple[Any, str, str]] = {
@@ -47,6 +49,13 @@ PARAMETERS: dict[str, tuple[Any, str, str]] = {
     "relay_enabled": (False, _BOOL, "forward cmd_in -> cmd_out only while the gate allows it"),
     "relay_msg_type": ("Twist", _STR, "Twist or JointTrajectory"),
     "slow_scale": (0.5, _DBL, "Twist velocity scale on SLOW, in (0, 1]"),
+    "slow_action_dims": (
+        [],
+        _INTS,
+        "action-chunk dims the relay's SLOW scaling applies to (e.g. [0, 1, 2] when the chunk "
+        "holds the commanded end-effector velocity): a steady SLOW then keeps the motion "
+        "evidence; empty = unknown, every SLOW makes it stale",
+    ),
     "shadow_mode": (False, _BOOL, "report decisions but never block (lock stays false)"),
     "enabled": (True, _BOOL, "false: everything passes, diagnostics say monitor_disabled"),
     "hydra_overrides": ([], _STRS, "hydra overrides composed with the config tree"),
@@ -77,6 +86,13 @@ def validate_parameters(p: dict[str, Any]) -> list[str]:
     s = p.get("slow_scale")
     if not isinstance(s, int | float) or not (0 < s <= 1):
         errors.append(f"slow_scale must be in (0, 1], got {s!r}")
+    dims = p.get("slow_action_dims")
+    if not isinstance(dims, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims
+    ):
+        errors.append(f"slow_action_dims must be a list of integers >= 0, got {dims!r}")
+    elif len(set(dims)) != len(dims):
+        errors.append(f"slow_action_dims has repeated dimensions: {list(dims)!r}")
     eps = p.get("epsilon")
     if isinstance(eps, int | float) and eps >= 0 and not (0 < eps < 1):
         errors.append(f"epsilon must be in (0, 1) (or < 0 for the bundle's), got {eps}")

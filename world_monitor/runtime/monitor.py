@@ -170,8 +170,9 @@ class Monitor:
         self.motion.reset()
 
     def interrupt(self) -> None:
-        """The gate modified the commands (SLOW/STOP), so the last rollouts no longer describe
-        what the robot did: the ``motion`` signal will not compare against them."""
+        """The gate changed the commands the last rollouts were conditioned on (a STOP, a SLOW
+        the caller did not condition on), so they no longer describe what the robot did: the
+        ``motion`` signal will not compare against them."""
         self.motion.interrupt()
 
     # ------------------------------------------------------------------ construction

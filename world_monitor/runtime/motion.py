@@ -21,10 +21,11 @@ exist: one value is noise. Measured with ``world-monitor evaluate`` on the shipp
 episodes per family, README): averaged over 6 values the fused risk reached dynamics AUROC 0.81
 with a STOP in 1/30 episodes, over 10 values 0.85 and 4/30 (the signal alone: 0.94).
 
-A prediction is only a fair reference if the commands it was conditioned on ran unmodified: the
-caller reports every frame on which the gate slowed or stopped the robot with :meth:`interrupt`,
-which forgets the stored rollouts (the values already averaged stay: slowing the robot is no
-evidence that the world became nominal again). A stamp that does not advance starts afresh, as
+A prediction is only a fair reference if the commands it was conditioned on are the ones that
+ran: the caller reports with :meth:`interrupt` whenever the gate makes them differ (a STOP; a
+change between PROCEED and SLOW; any SLOW unless the rollouts were conditioned on the slowed
+commands, ``SessionConfig.slow_action_scale``), which forgets the stored rollouts (the values
+already averaged stay: slowing the robot is no evidence that the world became nominal again). A stamp that does not advance starts afresh, as
 :meth:`MotionHistory.reset` does (a new episode, a looped recording).
 """
 

@@ -107,6 +107,18 @@ class SessionConfig:
             decision is SLOW/STOP the monitor is told the last rollouts no longer describe what
             the robot did (``monitor.interrupt()``, for the ``motion`` signal). False in replay:
             the recorded robot ran unmodified whatever the replayed gate says.
+        slow_action_scale: how the relay changes the policy's commands on SLOW: the action
+            dimensions ``slow_action_dims`` are multiplied by this (the closed-loop simulator
+            scales the end-effector deltas). With both set (and ``commands_follow_gate``), each
+            rollout is conditioned on the commands *as they will run* under the gate's enforced
+            decision, so a steady SLOW keeps the ``motion`` evidence instead of forgetting it
+            at every decision; only a change of the enforced decision (or a STOP) makes the
+            stored rollouts stale. Why: measured in ``evaluate-policy``, a weak-motor robot
+            that the gate slowed on motion evidence was never stopped, because forgetting the
+            rollouts froze that evidence below the STOP threshold while the slowed robot ran
+            out of time. ``None`` (the default; the node's Twist relay) = unknown mapping:
+            every SLOW/STOP interrupts.
+        slow_action_dims: the action dimensions ``slow_action_scale`` applies to.
     """
 
     per_chunk: bool = True
@@ -116,8 +128,23 @@ class SessionConfig:
     keep_decisions: bool = True
     measure_wall_time: bool = False
     commands_follow_gate: bool = True
+    slow_action_scale: float | None = None
+    slow_action_dims: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        scale = self.slow_action_scale
+        if scale is not None:
+            if isinstance(scale, bool) or not isinstance(scale, int | float):
+                raise ValueError(f"slow_action_scale must be a number, got {scale!r}")
+            if not 0.0 <= float(scale) <= 1.0:
+                raise ValueError(f"slow_action_scale must be in [0, 1], got {scale}")
+            if not self.slow_action_dims:
+                raise ValueError("slow_action_scale needs slow_action_dims (which dims it scales)")
+        dims = tuple(self.slow_action_dims)
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in dims):
+            raise ValueError(f"slow_action_dims must be non-negative integers, got {dims!r}")
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"slow_action_dims has repeated dimensions: {dims!r}")
         rate = self.decision_rate_hz
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate):
             raise ValueError(f"decision_rate_hz must be a finite number, got {rate!r}")
@@ -320,7 +347,15 @@ class MonitorSession:
             "input_errors": 0,
             "internal_errors": 0,
         }
+        bad_dims = [d for d in self.config.slow_action_dims if d >= int(monitor.action_dim)]
+        if bad_dims:
+            raise ValueError(
+                f"SessionConfig.slow_action_dims {bad_dims} out of range for the monitor's "
+                f"action_dim {int(monitor.action_dim)}"
+            )
         self._last_status = self.gate.status()
+        #: the enforced decision the stored rollouts were conditioned on (``slow_action_scale``)
+        self._conditioned_on = Decision.PROCEED
         reset = getattr(monitor, "reset", None)
         if callable(reset):  # a new session is a new episode: no decision history
             reset()
@@ -435,9 +470,12 @@ class MonitorSession:
             status = self._remember(self.gate.tick(now))
             self._record(now, status, None)
             return DecisionResult(float(now), status, error=err.reason.value)
+        enforced = self._last_status.effective_decision
+        actions = self._as_executed(inputs.actions, enforced)
+        self._conditioned_on = enforced
         wall0 = time.perf_counter()
         try:
-            assessment = self.monitor.assess(inputs.frames, inputs.actions, inputs.stamp)
+            assessment = self.monitor.assess(inputs.frames, actions, inputs.stamp)
         except Exception as exc:
             with self._state_lock:
                 self._counts["backend_errors"] += 1
@@ -487,12 +525,40 @@ class MonitorSession:
 
     # ---- bookkeeping ------------------------------------------------------------------------
 
+    def _can_condition_on(self, enforced: Decision) -> bool:
+        """Whether a rollout can be conditioned on what the relay really runs under
+        ``enforced``: unmodified commands (PROCEED, or a relay that ignores the gate), or
+        SLOW's known scaling (``SessionConfig.slow_action_scale``). STOP never: the robot holds
+        still whatever was planned."""
+        if not self.config.commands_follow_gate or enforced is Decision.PROCEED:
+            return True
+        return enforced is Decision.SLOW and self.config.slow_action_scale is not None
+
+    def _as_executed(self, actions: np.ndarray, enforced: Decision) -> np.ndarray:
+        """The chunk as the relay will run it under ``enforced`` (when that is known)."""
+        if (
+            enforced is not Decision.SLOW
+            or not self.config.commands_follow_gate
+            or self.config.slow_action_scale is None
+        ):
+            return actions
+        out = np.array(actions, copy=True)
+        out[:, list(self.config.slow_action_dims)] *= float(self.config.slow_action_scale)
+        return out
+
     def _remember(self, status: GateStatus) -> GateStatus:
+        """Keep the latest status; tell the monitor when its stored rollouts stopped describing
+        what the robot does (``SessionConfig.commands_follow_gate``): the enforced decision is
+        not the one they were conditioned on, or is one no rollout can be conditioned on."""
         self._last_status = status
-        if self.config.commands_follow_gate and status.effective_decision is not Decision.PROCEED:
+        enforced = status.effective_decision
+        if self.config.commands_follow_gate and (
+            enforced is not self._conditioned_on or not self._can_condition_on(enforced)
+        ):
             interrupt = getattr(self.monitor, "interrupt", None)
             if callable(interrupt):
                 interrupt()
+            self._conditioned_on = enforced
         return status
 
     def _internal(self, where: str, exc: Exception) -> GateStatus:
