@@ -230,6 +230,9 @@ def test_a_known_slow_scaling_conditions_rollouts_on_the_slowed_commands():
     for i in range(5):
         _feed_chunk(s, 0.1 * i, 10, planned)
     booted = len(mon.interrupts_at)
+    # the start-up STOP is over once the first rollout is made: that rollout (conditioned on
+    # the planned commands, which then run) is kept
+    assert all(n == 0 for n in mon.interrupts_at)
     np.testing.assert_array_equal(mon.calls[-1][1], planned)  # PROCEED: as planned
     r = _feed_chunk(s, 0.5, 150, planned)  # risk 0.59: SLOW
     assert r.status.effective_decision is Decision.SLOW

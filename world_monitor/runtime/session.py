@@ -354,7 +354,7 @@ class MonitorSession:
                 f"action_dim {int(monitor.action_dim)}"
             )
         self._last_status = self.gate.status()
-        #: the enforced decision the stored rollouts were conditioned on (``slow_action_scale``)
+        #: the enforced level the latest rollout's commands are right for (PROCEED or SLOW)
         self._conditioned_on = Decision.PROCEED
         reset = getattr(monitor, "reset", None)
         if callable(reset):  # a new session is a new episode: no decision history
@@ -470,9 +470,9 @@ class MonitorSession:
             status = self._remember(self.gate.tick(now))
             self._record(now, status, None)
             return DecisionResult(float(now), status, error=err.reason.value)
-        enforced = self._last_status.effective_decision
-        actions = self._as_executed(inputs.actions, enforced)
-        self._conditioned_on = enforced
+        actions, self._conditioned_on = self._as_executed(
+            inputs.actions, self._last_status.effective_decision
+        )
         wall0 = time.perf_counter()
         try:
             assessment = self.monitor.assess(inputs.frames, actions, inputs.stamp)
@@ -534,17 +534,20 @@ class MonitorSession:
             return True
         return enforced is Decision.SLOW and self.config.slow_action_scale is not None
 
-    def _as_executed(self, actions: np.ndarray, enforced: Decision) -> np.ndarray:
-        """The chunk as the relay will run it under ``enforced`` (when that is known)."""
+    def _as_executed(self, actions: np.ndarray, enforced: Decision) -> tuple[np.ndarray, Decision]:
+        """The chunk as the relay will run it if ``enforced`` holds, and the level that chunk
+        is right for: SLOW when it was scaled, else PROCEED (the commands as planned; under a
+        STOP too, since whatever lets the robot move again will run them unscaled, e.g. the
+        first decision after start-up)."""
         if (
             enforced is not Decision.SLOW
             or not self.config.commands_follow_gate
             or self.config.slow_action_scale is None
         ):
-            return actions
+            return actions, Decision.PROCEED
         out = np.array(actions, copy=True)
         out[:, list(self.config.slow_action_dims)] *= float(self.config.slow_action_scale)
-        return out
+        return out, Decision.SLOW
 
     def _remember(self, status: GateStatus) -> GateStatus:
         """Keep the latest status; tell the monitor when its stored rollouts stopped describing
