@@ -141,3 +141,21 @@ def test_recordings(monitor, lighting_runs, tmp_path: Path) -> None:
 
     with Image.open(out) as im:
         assert im.n_frames == 50
+
+
+def test_weak_motors_escalate_from_slow_to_stop(monitor) -> None:
+    """The invisible dynamics shift is seen only through the ``motion`` signal, whose first
+    alarm is a SLOW; the session conditions the rollouts on the slowed commands, so the evidence
+    keeps accumulating under SLOW and the gate stops the robot before it runs out of time (the
+    open run fails). Measured in ``evaluate-policy`` (README): before this conditioning every
+    SLOW froze the evidence and no dynamics episode was ever stopped in the loop."""
+    spec = ClosedLoopSpec(PolicySpec(), "dynamics", SEED, 0)
+    open_run = run_closed_loop(monitor, spec, gated=False)
+    gated = run_closed_loop(monitor, spec, gated=True)
+    assert open_run.outcome == "failure"
+    assert gated.outcome == "stopped" and gated.first_stop_step is not None
+    levels = [s["gate"] for s in gated.steps]
+    first_slow = levels.index("SLOW")
+    assert first_slow < gated.first_stop_step  # warned first, stopped later
+    assert all(g == "SLOW" for g in levels[first_slow : gated.first_stop_step])
+    assert any(d["signals"].get("motion") for d in gated.decisions if d["t"] > first_slow)
