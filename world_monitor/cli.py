@@ -550,7 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset directory (default: the one the bundle was trained on)")
     p.add_argument("--out", help="output directory (default: BUNDLE/evaluation)")
     p.add_argument(
-        "--windows", type=int, default=64, help="in-distribution test windows (default 64)"
+        "--windows",
+        type=int,
+        default=512,
+        help="in-distribution test windows (default 512: MCE needs populated bins)",
     )
     p.add_argument(
         "--shift-windows", type=int, default=32, help="windows per shift family (default 32)"

@@ -81,9 +81,14 @@ ID_SPLIT = "in_distribution"
 
 @dataclass
 class EvalOptions:
-    """How much to evaluate; defaults run in minutes on the 2-core CPU."""
+    """How much to evaluate; defaults run in minutes on the 2-core CPU.
 
-    windows: int = 64
+    ``windows`` is 512 because MCE is a maximum over bins, and with few windows the bins at
+    low confidence hold a handful of elements of one window: measured on the shipped bundle,
+    MCE 0.161 on 64 windows (one bin at ε = 0.6 off by 0.65) and 0.090 on 512 (2 min 35 s),
+    with the same ECE (0.002)."""
+
+    windows: int = 512
     shift_windows: int = 32
     stride: int = 2
     batch_size: int = 16
