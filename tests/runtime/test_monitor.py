@@ -83,6 +83,10 @@ def test_calibration_is_stored_and_valid(world: tuple[Path, Path, Path]) -> None
     mean, std = np.asarray(cal["recon_cell_mean"]), np.asarray(cal["recon_cell_std"])
     assert mean.shape == std.shape and mean.ndim == 2 and (std >= 0).all()
     assert len(cal["reference"]["motion"]) > 10
+    colour = cal["colour_model"]  # the palette of the colour signal, stored sparsely
+    assert colour["fitted_on"]["split"] in ("train", "scale") and colour["fitted_on"]["episodes"]
+    assert 0 < len(colour["index"]) == len(colour["count"]) < 32**3
+    assert "colour" in cal["risk"]["signals"] and len(cal["reference"]["colour"]) > 10
     recal = cal["probe_recalibration"]  # fitted first, on the scale half
     assert recal["eps_grid"] == pytest.approx([0.1 * i for i in range(1, 11)])
     assert recal["info"]["windows"] > 0 and len(recal["params"]) == 10
@@ -302,3 +306,24 @@ def test_input_led_alerts_take_their_box_from_the_reconstruction_error(
     c3_led = {"c3_fraction": 0.9999, "recon_patch": 0.4}
     box_c3, _ = monitor.localise(np.clip(conf, 0, 1), cells, c3_led)
     assert box_c3 == monitor.localise(np.clip(conf, 0, 1))[0] and box_c3[0] >= 0.5 - 1e-9
+    # colour leads: the box surrounds the novel-coloured cells (top-left), not the recon cells
+    novel = np.zeros_like(cells)
+    novel[0:2, 0:3] = 8.0
+    colour_led = {"c3_fraction": 0.4, "recon_patch": 0.9, "colour": 0.99999}
+    box_col, _ = monitor.localise(np.clip(conf, 0, 1), cells, colour_led, colour_cells=novel)
+    assert box_col == pytest.approx((0.0, 0.0, 3 * 4 / img_w, 2 * 4 / img_h))
+
+
+def test_fused_colour_needs_the_stored_palette(
+    world: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from world_monitor.models.bundle import update_calibration
+
+    _, bundle, _ = world
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    cal = dict(load_bundle(copy).calibration)
+    del cal["colour_model"]
+    update_calibration(copy, cal)
+    with pytest.raises(MonitorError, match="colour_model"):
+        Monitor.from_bundle(copy, "torch", engines_dir=tmp_path)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from world_monitor.data.chunks import decision_points
+from world_monitor.runtime.colour import ColourModel
 from world_monitor.runtime.risk import (
     RiskCalibration,
     RiskConfig,
@@ -189,6 +190,30 @@ def fit_recalibration(
     return recal
 
 
+def fit_colour(
+    dataset: Any,
+    fallback: Sequence[Any],
+    *,
+    episodes: int = 400,
+    every: int = 5,
+    progress: bool = True,
+) -> ColourModel:
+    """The in-distribution colour palette of the ``colour`` signal: from the dataset's
+    training split (the colours the world model was trained on; ``episodes`` of them, every
+    ``every``-th frame: the palette's per-episode jitter needs many episodes, not many frames),
+    or from ``fallback`` (the scale half) when the dataset has no training split."""
+    from tqdm import tqdm
+
+    train = dataset.select(split="train", shift=None).index
+    source, records = ("train", train[:episodes]) if len(train) >= 20 else ("scale", fallback)
+    model = ColourModel.fit(
+        dataset.load(r["id"]).frames[::every]
+        for r in tqdm(records, desc="colour palette", unit="ep", disable=not progress)
+    )
+    model.fitted_on = {"split": source, "episodes": len(records), "frame_every": every}
+    return model
+
+
 def calibrate_bundle(
     bundle: str | Path,
     data: str | Path,
@@ -241,6 +266,7 @@ def calibrate_bundle(
         )
     monitor.recalibration = recal
     monitor.recon_stats = None  # not the previous calibration's: fitted on half A below
+    monitor.colour_model = fit_colour(ds, half_a, progress=progress)
     scored_a = run_raw(
         monitor, ds, half_a, stride=stride, progress=progress, desc="calib A (scale)"
     )
@@ -284,6 +310,7 @@ def calibrate_bundle(
     )
     if recal is not None:
         cal.info["probe_recalibration"] = recal.to_dict()
+    cal.info["colour_model"] = monitor.colour_model.to_dict()
     verify = None
     if verify_split:
         test = ds.select(split=verify_split, shift=None).index[: limit or None]

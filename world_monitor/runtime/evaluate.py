@@ -85,6 +85,7 @@ SIGNAL_DETECTORS = (
     "recon",
     "recon_patch",
     "recon_z",
+    "colour",
     "motion",
 )
 #: Baselines selectable with ``--baselines`` (``recon`` is always computed: it is a monitor signal).
@@ -98,6 +99,7 @@ DETECTOR_LABELS = {
     "recon": "VAE reconstruction error (recon)",
     "recon_patch": "VAE reconstruction error, worst 4x4-pixel cells (recon_patch)",
     "recon_z": "VAE reconstruction error, worst cell in in-distribution std (recon_z)",
+    "colour": "novelty of the frame's rarest colours against the in-distribution palette (colour)",
     "motion": "observed vs predicted motion since the last rollout (motion)",
     "sample_spread": "diffusion sample spread over seeds",
     "ensemble": "latent-ensemble disagreement (decoded)",
@@ -516,7 +518,12 @@ def _score_episode(
         post = family != ID_FAMILY and p.t >= (onset or 0)
         box = None
         if scores["c3_risk"] > monitor.slow_threshold:
-            box, _ = monitor.localise(raw.confidence, raw.recon_cells, cal.signal_risk(raw.scores))
+            box, _ = monitor.localise(
+                raw.confidence,
+                raw.recon_cells,
+                cal.signal_risk(raw.scores),
+                colour_cells=raw.colour_cells,
+            )
         true_box = None
         if post and ep.shift_mask is not None:
             true_box = box_from_mask(ep.shift_mask[p.t])

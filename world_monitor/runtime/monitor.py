@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from world_monitor.data.normalize import frames_to_float
+from world_monitor.runtime.colour import ColourError, ColourModel
 from world_monitor.runtime.motion import MotionHistory
 from world_monitor.runtime.risk import (
     INPUT_SIGNALS,
@@ -86,6 +87,8 @@ class RawDecision:
     latency_ms: dict[str, float] = field(default_factory=dict)
     #: per-cell reconstruction error of the newest frame [H/4, W/4] (input-side alert box)
     recon_cells: np.ndarray | None = None
+    #: per-cell colour novelty of the newest frame [H/4, W/4] (alert box when ``colour`` leads)
+    colour_cells: np.ndarray | None = None
 
 
 def _probe_recalibration(info: Mapping[str, Any]) -> ConfidenceRecalibration | None:
@@ -108,6 +111,17 @@ def _recon_stats(info: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | Non
     if mean.ndim != 2 or mean.shape != std.shape or not np.isfinite(mean).all():
         raise MonitorError(f"calibration recon cell statistics are malformed ({mean.shape})")
     return mean, std
+
+
+def _colour_model(info: Mapping[str, Any]) -> ColourModel | None:
+    """The in-distribution colour palette (``colour`` signal), if calibrated with one."""
+    stored = info.get("colour_model")
+    if stored is None:
+        return None
+    try:
+        return ColourModel.from_dict(stored)
+    except ColourError as exc:
+        raise MonitorError(f"calibration: {exc}") from exc
 
 
 def _parse_backends(backend: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -158,6 +172,14 @@ class Monitor:
         #: probe's post-hoc recalibration: both from calibration.json; ``calibrate`` replaces them
         self.recon_stats = _recon_stats(info)
         self.recalibration = _probe_recalibration(info)
+        #: the in-distribution colour palette for ``colour`` (calibration.json; calibrate fits it)
+        self.colour_model = _colour_model(info)
+        fused = calibration is not None and "colour" in calibration.config.signals
+        if fused and self.colour_model is None:
+            raise MonitorError(
+                "calibration fuses the 'colour' signal but stores no colour_model: "
+                "re-run `world-monitor calibrate`"
+            )
 
     # ------------------------------------------------------------------ memory
     def configure_motion(self, frame_period_s: float, lag: int) -> None:
@@ -322,6 +344,10 @@ class Monitor:
         scores["recon_patch"] = patch_score(cells)
         if self.recon_stats is not None:
             scores["recon_z"] = recon_zscore(cells, *self.recon_stats)
+        colour_cells = None
+        if self.colour_model is not None:
+            scores["colour"] = self.colour_model.score(frames[-1])
+            colour_cells = self.colour_model.cells(frames[-1])
         if stamp is not None:
             motion = self.motion.observe(stamp, ctx, result.latents)
             if motion is not None:
@@ -333,6 +359,7 @@ class Monitor:
             context_latents=ctx,
             scores=scores,
             recon_cells=cells,
+            colour_cells=colour_cells,
             latency_ms={
                 "encode": (t1 - t0) * 1e3,
                 "rollout": (t2 - t1) * 1e3,
@@ -356,7 +383,12 @@ class Monitor:
         risk = self.calibration.risk(raw.scores)
         decision = self.decision_for(risk)
         box, onset = (
-            self.localise(raw.confidence, raw.recon_cells, self.calibration.signal_risk(raw.scores))
+            self.localise(
+                raw.confidence,
+                raw.recon_cells,
+                self.calibration.signal_risk(raw.scores),
+                colour_cells=raw.colour_cells,
+            )
             if decision is not Decision.PROCEED
             else (None, None)
         )
@@ -392,6 +424,8 @@ class Monitor:
         confidence: np.ndarray,
         recon_cells: np.ndarray | None = None,
         signal_risk: Mapping[str, float] | None = None,
+        *,
+        colour_cells: np.ndarray | None = None,
     ) -> tuple[tuple[float, float, float, float] | None, int | None]:
         """The alert's box (normalised x0, y0, x1, y1) and onset step.
 
@@ -399,7 +433,8 @@ class Monitor:
         (``recon``/``recon_patch``/``recon_z``) has the highest rank in ``signal_risk`` and the
         per-cell reconstruction error is given, the box surrounds the largest region of cells
         with at least half the peak error — in in-distribution standard deviations when
-        ``recon_z`` leads — (where the camera shows something the VAE has not seen);
+        ``recon_z`` leads, in colour novelty when ``colour`` leads (``colour_cells``) — (where
+        the camera shows something the VAE has not seen, or a colour it never showed);
         otherwise the largest region whose C³ confidence dropped most below its
         in-distribution reference. The onset is always the first predicted step whose
         confidence drop reaches half the peak.
@@ -417,6 +452,8 @@ class Monitor:
         err = None if recon_cells is None else np.asarray(recon_cells, dtype=np.float64)
         if leader == "recon_z" and err is not None and self.recon_stats is not None:
             err = np.clip(recon_zmap(err, *self.recon_stats), 0.0, None)
+        if leader == "colour" and colour_cells is not None:
+            err = np.asarray(colour_cells, dtype=np.float64)
         if leader in INPUT_SIGNALS and err is not None and float(np.max(err)) > 0:
             stride = self.image_size[1] // err.shape[1]
             box = box_from_confidence(

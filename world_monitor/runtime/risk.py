@@ -20,6 +20,9 @@ Why this shape:
   not, when the puck passes through them), and fused it put the STOP threshold at a risk of 1.0
   that nothing can exceed (``world-monitor calibrate ... --signals
   c3_fraction,recon,recon_patch,recon_z,motion`` on the shipped bundle).
+* **Palette**: ``colour`` = how far outside the in-distribution colour palette the frame's most
+  novel pixels are (:mod:`world_monitor.runtime.colour`): a distractor ball or a re-coloured
+  gripper is small and reconstructed well by the VAE, but its colour is new.
 * **History**: ``motion`` compares how far the scene moved since an earlier decision with how far
   that decision's rollout predicted it would move (:mod:`world_monitor.runtime.motion`): the only
   signal that sees a dynamics shift (measured episode AUROC on dynamics 0.94 alone, 0.34 for the
@@ -64,7 +67,7 @@ __all__ = [
 ]
 
 C3_SIGNALS = ("c3_mean", "c3_fraction", "c3_min_step")
-INPUT_SIGNALS = ("recon", "recon_patch", "recon_z")
+INPUT_SIGNALS = ("recon", "recon_patch", "recon_z", "colour")
 HISTORY_SIGNALS = ("motion",)
 SIGNALS = (*C3_SIGNALS, *INPUT_SIGNALS, *HISTORY_SIGNALS)
 #: Floor on a cell's in-distribution standard deviation in ``recon_z`` (cells the VAE always
@@ -99,7 +102,7 @@ class RiskConfig:
     #: A latent element "is doubted" when q̂ < confidence_level (``c3_fraction``, localisation).
     confidence_level: float = 0.5
     #: Signals fused into the risk (any of :data:`SIGNALS`).
-    signals: tuple[str, ...] = ("c3_fraction", "recon", "recon_patch", "motion")
+    signals: tuple[str, ...] = ("c3_fraction", "recon", "recon_patch", "colour", "motion")
 
     def __post_init__(self) -> None:
         if not 0 < self.epsilon <= 2:
