@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,15 +91,18 @@ class RawDecision:
     colour_cells: np.ndarray | None = None
 
 
-def _probe_recalibration(info: Mapping[str, Any]) -> ConfidenceRecalibration | None:
-    """The post-hoc map of the probe's confidence (calibration.json), if calibrated with one."""
-    stored = info.get("probe_recalibration")
+def _stored(info: Mapping[str, Any], key: str, load: Callable[[Any], Any]) -> Any:
+    """``load(info[key])`` when calibration.json has ``key`` (else ``None``); a malformed entry
+    is a :class:`MonitorError` naming it. For the optional parts ``calibrate`` adds: the
+    probe's post-hoc recalibration (``probe_recalibration``), the colour palette
+    (``colour_model``)."""
+    stored = info.get(key)
     if stored is None:
         return None
     try:
-        return ConfidenceRecalibration.from_dict(stored)
-    except RecalibrationError as exc:
-        raise MonitorError(f"calibration: {exc}") from exc
+        return load(stored)
+    except (RecalibrationError, ColourError) as exc:
+        raise MonitorError(f"calibration {key}: {exc}") from exc
 
 
 def _recon_stats(info: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -111,17 +114,6 @@ def _recon_stats(info: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | Non
     if mean.ndim != 2 or mean.shape != std.shape or not np.isfinite(mean).all():
         raise MonitorError(f"calibration recon cell statistics are malformed ({mean.shape})")
     return mean, std
-
-
-def _colour_model(info: Mapping[str, Any]) -> ColourModel | None:
-    """The in-distribution colour palette (``colour`` signal), if calibrated with one."""
-    stored = info.get("colour_model")
-    if stored is None:
-        return None
-    try:
-        return ColourModel.from_dict(stored)
-    except ColourError as exc:
-        raise MonitorError(f"calibration: {exc}") from exc
 
 
 def _parse_backends(backend: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -171,9 +163,9 @@ class Monitor:
         #: per-cell in-distribution reconstruction-error (mean, std) for ``recon_z``, and the
         #: probe's post-hoc recalibration: both from calibration.json; ``calibrate`` replaces them
         self.recon_stats = _recon_stats(info)
-        self.recalibration = _probe_recalibration(info)
+        self.recalibration = _stored(info, "probe_recalibration", ConfidenceRecalibration.from_dict)
         #: the in-distribution colour palette for ``colour`` (calibration.json; calibrate fits it)
-        self.colour_model = _colour_model(info)
+        self.colour_model = _stored(info, "colour_model", ColourModel.from_dict)
         fused = calibration is not None and "colour" in calibration.config.signals
         if fused and self.colour_model is None:
             raise MonitorError(
