@@ -15,7 +15,8 @@ quantity below reads the recalibrated confidence), then the risk scale (each sig
 in-distribution CDF, the per-cell reconstruction statistics of ``recon_z``, and the reference
 confidence maps used for localisation),
 half **B** fits the thresholds on the resulting risk. Keeping them apart keeps the conformal
-bound honest. The episodes, their decisions, the bound and, optionally, the rate achieved on the
+bound honest. The ``colour`` signal's palette is fitted before either, on the training split
+(:func:`fit_colour`): it describes what the model was trained on, and touches neither half. The episodes, their decisions, the bound and, optionally, the rate achieved on the
 in-distribution test split are written into ``calibration.json`` with everything else.
 """
 
