@@ -52,6 +52,9 @@ def test_round_trip_through_json_is_exact(model) -> None:
     frame = _scene(np.random.default_rng(3), extra=MAGENTA)
     assert back.score(frame) == model.score(frame)
     np.testing.assert_array_equal(back.cells(frame), model.cells(frame))
+    score, cells = model.measure(frame)  # what the monitor calls: one pixel lookup for both
+    assert score == model.score(frame)
+    np.testing.assert_array_equal(cells, model.cells(frame))
 
 
 @pytest.mark.parametrize(

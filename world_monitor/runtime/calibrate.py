@@ -16,7 +16,8 @@ in-distribution CDF, the per-cell reconstruction statistics of ``recon_z``, and 
 confidence maps used for localisation),
 half **B** fits the thresholds on the resulting risk. Keeping them apart keeps the conformal
 bound honest. The ``colour`` signal's palette is fitted before either, on the training split
-(:func:`fit_colour`): it describes what the model was trained on, and touches neither half. The episodes, their decisions, the bound and, optionally, the rate achieved on the
+(:func:`fit_colour`): it describes what the model was trained on, and touches neither half.
+The episodes, their decisions, the bound and, optionally, the rate achieved on the
 in-distribution test split are written into ``calibration.json`` with everything else.
 """
 
@@ -207,12 +208,13 @@ def fit_colour(
 
     train = dataset.select(split="train", shift=None).index
     source, records = ("train", train[:episodes]) if len(train) >= 20 else ("scale", fallback)
-    model = ColourModel.fit(
-        dataset.load(r["id"]).frames[::every]
-        for r in tqdm(records, desc="colour palette", unit="ep", disable=not progress)
+    return ColourModel.fit(
+        (
+            dataset.load(r["id"]).frames[::every]
+            for r in tqdm(records, desc="colour palette", unit="ep", disable=not progress)
+        ),
+        fitted_on={"split": source, "episodes": len(records), "frame_every": every},
     )
-    model.fitted_on = {"split": source, "episodes": len(records), "frame_every": every}
-    return model
 
 
 def calibrate_bundle(

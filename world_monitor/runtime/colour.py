@@ -78,13 +78,20 @@ class ColourModel:
 
     @classmethod
     def fit(
-        cls, frames: Iterable[np.ndarray], *, bins: int = 32, sigma: float = 0.7, top_k: int = 32
+        cls,
+        frames: Iterable[np.ndarray],
+        *,
+        bins: int = 32,
+        sigma: float = 0.7,
+        top_k: int = 32,
+        fitted_on: Mapping[str, Any] | None = None,
     ) -> ColourModel:
-        """Fit on uint8 frames ``[..., H, W, 3]`` (any number of batches)."""
+        """Fit on uint8 frames ``[..., H, W, 3]`` (any number of batches); ``fitted_on`` is
+        stored as provenance."""
         counts = np.zeros(bins**3, dtype=np.float64)
         for batch in frames:
             counts += np.bincount(_bin_index(batch, bins).ravel(), minlength=bins**3)
-        return cls(counts, bins=bins, sigma=sigma, top_k=top_k)
+        return cls(counts, bins=bins, sigma=sigma, top_k=top_k, fitted_on=dict(fitted_on or {}))
 
     def pixel_nll(self, frame: np.ndarray) -> np.ndarray:
         """Per-pixel negative log-density ``[H, W]`` of one uint8 frame ``[H, W, 3]``."""
@@ -93,17 +100,29 @@ class ColourModel:
             raise ColourError(f"colour: expected a uint8 [H, W, 3] frame, got {f.dtype} {f.shape}")
         return self.nll[_bin_index(f, self.bins)]
 
+    def measure(self, frame: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(score, cells)`` of one frame from a single lookup of its pixels: what one
+        monitor decision needs (the signal, and the map its alert box would be drawn on)."""
+        v = self.pixel_nll(frame)
+        return self._score(v), self._cells(v)
+
     def score(self, frame: np.ndarray) -> float:
         """The ``colour`` signal of one uint8 frame: mean of its ``top_k`` largest
         :meth:`pixel_nll` values."""
-        v = self.pixel_nll(frame).ravel()
-        k = min(self.top_k, v.size)
-        return float(np.partition(v, v.size - k)[-k:].mean())
+        return self._score(self.pixel_nll(frame))
 
     def cells(self, frame: np.ndarray) -> np.ndarray:
         """Per 4x4-pixel cell, how far its most novel pixel lies above :attr:`pixel_level`
         (0 = nothing novel): the map the alert box is drawn on when ``colour`` leads."""
-        v = self.pixel_nll(frame)
+        return self._cells(self.pixel_nll(frame))
+
+    def _score(self, nll: np.ndarray) -> float:
+        v = nll.ravel()
+        k = min(self.top_k, v.size)
+        return float(np.partition(v, v.size - k)[-k:].mean())
+
+    def _cells(self, nll: np.ndarray) -> np.ndarray:
+        v = nll
         h, w = v.shape
         if h % CELL or w % CELL:
             raise ColourError(f"frame {h}x{w} is not a multiple of the cell size {CELL}")

@@ -338,8 +338,7 @@ class Monitor:
             scores["recon_z"] = recon_zscore(cells, *self.recon_stats)
         colour_cells = None
         if self.colour_model is not None:
-            scores["colour"] = self.colour_model.score(frames[-1])
-            colour_cells = self.colour_model.cells(frames[-1])
+            scores["colour"], colour_cells = self.colour_model.measure(frames[-1])
         if stamp is not None:
             motion = self.motion.observe(stamp, ctx, result.latents)
             if motion is not None:
