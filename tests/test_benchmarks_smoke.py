@@ -181,3 +181,24 @@ def test_latency_benchmark_on_a_deterministic_bundle(
     stages = _table_rows(out, "| stage |")
     assert [r[0] for r in stages] == ["encode", "rollout", "signals", "risk", "total", "wall"]
     assert "# target: onnxruntime-CPU p50" in out
+
+
+def test_colour_palette_benchmark(
+    world: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _, _ = world
+    rc = _load("colour_palette").main(["--data", str(data), "--limit", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for header in ("# command:", "# host:", "# palette:"):
+        assert header in out, header
+    rows = _table_rows(out, "| score |")
+    assert [r[0] for r in rows] == [
+        "unseen pixels",
+        "unseen pixels, palette dilated 1 bin",
+        "smoothed density (shipped)",
+    ]
+    for row in rows:
+        assert all(_finite(v) >= 0 for v in row[1].split(" / "))
+        auroc, share = (_finite(v) for v in row[3].split(" / "))  # the lighting column
+        assert 0 <= auroc <= 1 and 0 <= share <= 1

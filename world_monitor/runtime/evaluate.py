@@ -71,6 +71,7 @@ __all__ = [
     "evaluate_bundle",
     "format_table",
     "localisation",
+    "select_test_records",
     "stop_before_failure",
 ]
 
@@ -441,7 +442,7 @@ class EvaluateOptions:
     command: str = ""
 
 
-def _select_records(ds: Any, limit: int | None) -> list[tuple[str, Any]]:
+def select_test_records(ds: Any, limit: int | None) -> list[tuple[str, Any]]:
     """(family, record) pairs: ID test split then every shift family's test episodes, in index
     order; ``limit`` caps each family (taking from-start and mid-onset episodes alternately, so
     a small limit still has both onsets)."""
@@ -556,7 +557,7 @@ def evaluate_bundle(
     bundle, data, out_dir = Path(bundle), Path(data), Path(out_dir)
     monitor = Monitor.from_bundle(bundle, opts.backend, engines_dir=opts.engines_dir)
     ds = EpisodeDataset(data)
-    records = _select_records(ds, opts.limit)
+    records = select_test_records(ds, opts.limit)
     if not any(f == ID_FAMILY for f, _ in records):
         raise ValueError(f"{data}: no in-distribution test episodes to compare against")
 
