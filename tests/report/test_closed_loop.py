@@ -31,6 +31,10 @@ from world_monitor.runtime.types import Decision
 from world_monitor.sim import simulate_episode
 
 SEED = 6_000_000
+#: A dynamics episode of the nominal policy that the shipped bundle warns about (SLOW at t=16)
+#: and stops at t=24 with the conditioning, and whose open run misses the goal
+#: (runs/evaluate-policy6, README).
+DYNAMICS_SEED = 6_000_005
 ONSET = 20
 
 
@@ -149,7 +153,7 @@ def test_weak_motors_escalate_from_slow_to_stop(monitor) -> None:
     keeps accumulating under SLOW and the gate stops the robot before it runs out of time (the
     open run fails). Measured in ``evaluate-policy`` (README): before this conditioning every
     SLOW froze the evidence and no dynamics episode was ever stopped in the loop."""
-    spec = ClosedLoopSpec(PolicySpec(), "dynamics", SEED, 0)
+    spec = ClosedLoopSpec(PolicySpec(), "dynamics", DYNAMICS_SEED, 0)
     open_run = run_closed_loop(monitor, spec, gated=False)
     gated = run_closed_loop(monitor, spec, gated=True)
     assert open_run.outcome == "failure"
