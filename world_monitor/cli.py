@@ -276,6 +276,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         evaluate_bundle,
         format_table,
     )
+    from world_monitor.runtime.severity import format_severity_markdown
 
     shipped = args.bundle is None
     bundle = _bundle_or_shipped(args.bundle)
@@ -297,6 +298,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         flags += ["--limit", str(args.limit)]
     for member in args.ensemble or []:
         flags += ["--ensemble", member]
+    severities, severity_note = _sweep_severities(args.severities, data)
+    flags += ["--severities", ",".join(f"{v:g}" for v in severities) or "none"]
+    flags += ["--severity-episodes", str(args.severity_episodes)]
     opts = EvaluateOptions(
         stride=args.stride,
         limit=args.limit,
@@ -309,6 +313,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         progress=not args.no_progress,
         command=shlex.join(["world-monitor", "evaluate", str(bundle), *flags]),
+        severities=severities,
+        severity_episodes=args.severity_episodes,
+        severity_note=severity_note,
     )
     report = evaluate_bundle(bundle, data, out, opts)
     header, rows = format_table(report)
@@ -324,8 +331,44 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     for name, status in report["baselines_status"].items():
         print(f"  {name}: {status}")
-    print(f"wrote {out / 'evaluation.json'}, {out / 'evaluation.md'} and ROC figures")
+    sweep = report["severity_sweep"]
+    if sweep["run"]:
+        print("episode AUROC of the risk by severity (STOPs), default severity last:")
+        for line in format_severity_markdown(sweep):
+            print(line)
+    else:
+        print(f"severity sweep: {sweep['why']}")
+    print(f"wrote {out / 'evaluation.json'}, {out / 'evaluation.md'} and figures")
     return 0
+
+
+def _sweep_severities(text: str | None, data: Path) -> tuple[tuple[float, ...], str]:
+    """The severities to sweep and, when none, why: by default the sweep runs whenever the
+    dataset can be re-simulated; asking for one explicitly on a dataset that cannot is an error."""
+    from world_monitor.runtime.severity import (
+        DEFAULT_SEVERITIES,
+        SIMULATE_CONFIG,
+        can_sweep,
+        parse_severities,
+    )
+
+    if text is None:
+        if can_sweep(data):
+            return DEFAULT_SEVERITIES, ""
+        return (
+            (),
+            f"not run: {data} has no {SIMULATE_CONFIG} (not made by `world-monitor simulate`)",
+        )
+    try:
+        severities = parse_severities(text)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if severities and not can_sweep(data):
+        raise UserError(
+            f"--severities: {data} has no {SIMULATE_CONFIG}; only a dataset made by "
+            "`world-monitor simulate` can be re-simulated at other severities"
+        )
+    return severities, "" if severities else "not run (--severities none)"
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -674,6 +717,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", type=int, default=4, help="sampling seeds for the spread (default 4)")
     p.add_argument("--fpr", type=float, default=0.05, help="false-positive rate for TPR@FPR")
+    p.add_argument(
+        "--severities",
+        default=None,
+        help="re-simulate each family's first --severity-episodes shifted test episodes (same "
+        "seeds and onsets) at these severities for a by-severity table, e.g. 0.25,0.5,1; 'none' "
+        "to skip (default: 0.25,0.5,1 when the dataset was made by `simulate`)",
+    )
+    p.add_argument(
+        "--severity-episodes",
+        type=int,
+        default=10,
+        help="shifted episodes per family and severity in the sweep (default 10)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_evaluate, overrides=[])

@@ -24,6 +24,12 @@ from world_monitor.runtime.evaluate import (
     stop_before_failure,
 )
 from world_monitor.runtime.risk import SIGNALS
+from world_monitor.runtime.severity import (
+    SIMULATE_CONFIG,
+    format_severity_markdown,
+    parse_severities,
+    sweep_specs,
+)
 from world_monitor.training.trainer import train
 from world_monitor.uq.localization import box_from_mask
 
@@ -209,3 +215,112 @@ def test_evaluate_cli_with_ensemble(
     assert values and all(v == pytest.approx(0.0, abs=1e-6) for v in values)
     assert doc["families"]["lighting"]["detectors"]["ensemble"]["episode"]["auroc"] == 0.5
     assert doc["baselines_status"]["sample_spread"].startswith("not run")
+    # the tiny dataset was not made by `simulate`: no sweep by default, and the report says why
+    assert not doc["severity_sweep"]["run"] and SIMULATE_CONFIG in doc["severity_sweep"]["why"]
+    # ... and asking for one anyway is a clear error, not a silent skip
+    argv += ["--out", str(tmp_path / "eval2"), "--severities", "0.5"]
+    assert main(argv) == 2
+    assert SIMULATE_CONFIG in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ severity sweep
+def test_parse_severities() -> None:
+    assert parse_severities("1,0.25,0.5") == (0.25, 0.5, 1.0)
+    assert parse_severities("none") == ()
+    for bad in ("0", "1.5", "nan", "a", "0.5,0.5"):
+        with pytest.raises(ValueError, match="--severities"):
+            parse_severities(bad)
+
+
+def test_sweep_specs_pair_each_episode_with_its_original() -> None:
+    recs = [
+        {
+            "id": "test-lighting-start-00000",
+            "scenario": "lighting",
+            "shift": "lighting",
+            "seed": 7,
+            "onset": None,
+        },
+        {
+            "id": "test-dynamics-mid-00030",
+            "scenario": "dynamics",
+            "shift": "dynamics",
+            "seed": 9,
+            "onset": 14,
+        },
+    ]
+    specs = sweep_specs(recs, (0.25, 1.0))
+    assert [s.episode_id for s in specs] == [
+        "test-lighting-start-00000-sev0.25",
+        "test-dynamics-mid-00030-sev0.25",
+        "test-lighting-start-00000-sev1",
+        "test-dynamics-mid-00030-sev1",
+    ]
+    assert [(s.scenario, s.seed, s.onset, s.severity) for s in specs[:2]] == [
+        ("lighting", 7, None, 0.25),
+        ("dynamics", 9, 14, 0.25),
+    ]
+    with pytest.raises(ValueError, match="no severity"):
+        sweep_specs([{"id": "test-id-0", "scenario": "in_distribution", "shift": None}], (0.5,))
+
+
+def test_severity_table_cells() -> None:
+    cell = {"auroc": 0.875, "tpr_at_stop": {"k": 3, "n": 4}}
+    sweep = {
+        "severities": [0.25, 1.0],
+        "families": {"lighting": {"0.25": cell, "1": None, "default": {**cell, "severity": 0.6}}},
+    }
+    lines = format_severity_markdown(sweep)
+    assert lines[0] == "| family | severity 0.25 | severity 1 | default severity |"
+    assert lines[2] == "| lighting | 0.88 (STOP 3/4) | — | 0.88 (STOP 3/4) @ 0.6 |"
+
+
+def test_severity_sweep_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """The shifted test episodes are re-simulated (same seed and onset, new severity), scored
+    by the same monitor against the same in-distribution episodes, tabulated and plotted."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from world_monitor.data import EpisodeDataset
+
+    data, bundle, engines = world
+    sim_data = tmp_path / "data"
+    shutil.copytree(data, sim_data)
+    sim = {
+        "image_size": 16,
+        "episode_length": 10,
+        "fps": 10.0,
+        "chunk_horizon": 8,
+        "replan_every": 4,
+        "policy": "scripted",
+        "policy_noise": None,
+    }
+    OmegaConf.save(OmegaConf.create({"sim": sim}), sim_data / SIMULATE_CONFIG)
+    opts = EvaluateOptions(
+        stride=1,
+        backend="torch",
+        engines_dir=engines,
+        baselines=("recon",),
+        progress=False,
+        severities=(0.3, 1.0),
+        severity_episodes=2,
+    )
+    report = evaluate_bundle(bundle, sim_data, tmp_path / "eval", opts)
+    sweep = report["severity_sweep"]
+    assert sweep["run"] and sweep["severities"] == [0.3, 1.0]
+    row = sweep["families"]["lighting"]
+    assert set(row) == {"0.3", "1", "default"}
+    assert row["default"]["severity"] == 0.5 and row["default"]["episodes"] == 2
+    assert row["1"]["episodes"] == 2 and row["1"]["auroc"] is not None
+    assert row["1"]["tpr_at_stop"]["n"] == 2
+    swept = EpisodeDataset(tmp_path / "eval" / "severity_data")
+    originals = {r.id: r for r in EpisodeDataset(data).index}
+    assert len(swept) == 4
+    for rec in swept.index:
+        orig = originals[rec.id.rsplit("-sev", 1)[0]]
+        assert (rec.seed, rec.onset, rec.scenario) == (orig.seed, orig.onset, orig.scenario)
+        assert rec.severity == float(rec.id.rsplit("-sev", 1)[1])
+    md = (tmp_path / "eval" / "evaluation.md").read_text()
+    assert "## By severity" in md and "| lighting |" in md
+    assert (tmp_path / "eval" / "severity.png").is_file()

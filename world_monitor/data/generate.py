@@ -29,6 +29,7 @@ __all__ = [
     "generate_dataset",
     "print_summary",
     "sim_config_from",
+    "simulate_specs",
     "write_dataset_preview",
     "write_scenario_preview",
 ]
@@ -181,17 +182,39 @@ def generate_dataset(
     progress: bool = True,
 ) -> GenerationResult:
     """Simulate every planned episode not yet on disk, on `workers` processes, then index."""
+    n_workers = workers if workers is not None else int(cfg.get("workers") or 0)
+    return simulate_specs(
+        build_plan(cfg),
+        root,
+        sim_config_from(cfg),
+        policy=str(cfg.sim.policy),
+        policy_noise=cfg.sim.get("policy_noise"),
+        workers=n_workers,
+        progress=progress,
+    )
+
+
+def simulate_specs(
+    plan: list[EpisodeSpec],
+    root: Path,
+    sim_cfg: Any,
+    *,
+    policy: str = "scripted",
+    policy_noise: float | None = None,
+    workers: int = 0,
+    progress: bool = True,
+) -> GenerationResult:
+    """Simulate the episodes of ``plan`` not yet on disk under ``root`` (0 workers = one per
+    core), then index the dataset. Shared by ``simulate`` and by evaluation's severity sweep,
+    which re-simulates chosen test episodes at other severities."""
     from tqdm import tqdm
 
     from world_monitor.data.dataset import DatasetWriter, EpisodeDataset
 
-    plan = build_plan(cfg)
-    sim_cfg = sim_config_from(cfg)
-    policy, noise = str(cfg.sim.policy), cfg.sim.get("policy_noise")
+    noise = policy_noise
     writer = DatasetWriter(root)
     todo = [s for s in plan if not writer.exists(s.episode_id)]
-    n_workers = workers if workers is not None else int(cfg.get("workers") or 0)
-    n_workers = max(1, min(n_workers or (os.cpu_count() or 1), max(1, len(todo))))
+    n_workers = max(1, min(workers or (os.cpu_count() or 1), max(1, len(todo))))
     LOG.info(
         "simulate: %d episodes planned, %d already on disk, %d to generate on %d process(es) -> %s",
         len(plan),

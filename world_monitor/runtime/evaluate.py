@@ -44,6 +44,11 @@ from world_monitor.runtime.baselines import (
     sample_spread,
 )
 from world_monitor.runtime.monitor import runtime_inputs
+from world_monitor.runtime.severity import (
+    format_severity_markdown,
+    plot_severity,
+    simulate_sweep,
+)
 from world_monitor.uq.detection import (
     auroc,
     first_alarm_step,
@@ -440,6 +445,12 @@ class EvaluateOptions:
     progress: bool = True
     figures: bool = True
     command: str = ""
+    #: severities to re-simulate the shifted test episodes at (:mod:`.severity`); () = no sweep
+    severities: Sequence[float] = ()
+    #: shifted test episodes per family in each sweep cell (both onsets, as ``limit``)
+    severity_episodes: int = 10
+    #: why no sweep was run, for the report, when ``severities`` is empty
+    severity_note: str = "not run (no severities asked for)"
 
 
 def select_test_records(ds: Any, limit: int | None) -> list[tuple[str, Any]]:
@@ -598,6 +609,10 @@ def evaluate_bundle(
     ]
     slow, stop = monitor.slow_threshold, monitor.stop_threshold
     metrics = compute_metrics(episodes, slow=slow, stop=stop, detectors=detectors, fpr=opts.fpr)
+    default_severity = {fam: rec["severity"] for fam, rec in records if fam != ID_FAMILY}
+    sweep = run_severity_sweep(
+        monitor, ds, data, episodes, metrics, default_severity, opts, out_dir
+    )
     seconds = time.perf_counter() - t0
     report: dict[str, Any] = {
         "command": opts.command,
@@ -625,19 +640,95 @@ def evaluate_bundle(
         "detectors": {k: DETECTOR_LABELS[k] for k in detectors},
         "baselines_status": _baseline_status(opts, ensemble, deterministic, use_spread),
         "definitions": DEFINITIONS,
-        "severity_sweep": "not run (optional; not implemented in this version)",
+        "severity_sweep": sweep,
         "seconds": seconds,
         **metrics,
         "episodes": [e.to_dict() for e in episodes],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     report["figures"] = plot_rocs(episodes, detectors, out_dir) if opts.figures else []
+    if opts.figures and sweep["run"]:
+        report["figures"].append(plot_severity(sweep, out_dir / "severity.png"))
     (out_dir / "evaluation.json").write_text(
         json.dumps(report, indent=1, default=json_default, allow_nan=False), encoding="utf-8"
     )
     (out_dir / "evaluation.md").write_text(format_markdown(report), encoding="utf-8")
     LOG.info("evaluated %d episodes in %.1f s -> %s", len(episodes), seconds, out_dir)
     return report
+
+
+def _sweep_entry(family: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "episodes": family["episodes"],
+        "auroc": family["detectors"]["c3_risk"]["episode"]["auroc"],
+        "tpr_at_stop": family["tpr_at_stop"],
+        "tpr_at_slow": family["tpr_at_slow"],
+        "failing_episodes": family["failing_episodes"],
+        "stopped_before_failure": family["stopped_before_failure"],
+    }
+
+
+def run_severity_sweep(
+    monitor: Any,
+    ds: Any,
+    data: Path,
+    episodes: Sequence[EpisodeEval],
+    metrics: Mapping[str, Any],
+    default_severity: Mapping[str, float | None],
+    opts: EvaluateOptions,
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Score the main selection's shifted test episodes re-simulated at ``opts.severities``
+    (:mod:`.severity`) against the main in-distribution episodes; the families' default-severity
+    rows come from the main table. Returns ``{"run": False, "why": ...}`` when none is asked."""
+    from tqdm import tqdm
+
+    from world_monitor.data import EpisodeDataset
+
+    if not opts.severities:
+        return {"run": False, "why": opts.severity_note}
+    picked = [r for f, r in select_test_records(ds, opts.severity_episodes) if f != ID_FAMILY]
+    root = out_dir / "severity_data"
+    simulate_sweep(data, picked, opts.severities, root, progress=opts.progress)
+    swept = EpisodeDataset(root)
+    families: dict[str, dict[str, Any]] = {}
+    ind = [e for e in episodes if not e.shifted]
+    for sev in opts.severities:
+        recs = [swept.record(swept.position(f"{r['id']}-sev{sev:g}")) for r in picked]
+        scored = [
+            _score_episode(
+                monitor,
+                swept,
+                rec["shift"],
+                rec,
+                stride=opts.stride,
+                spread_seeds=[],
+                ensemble=None,
+                oracle=False,
+            )
+            for rec in tqdm(recs, desc=f"severity {sev:g}", unit="ep", disable=not opts.progress)
+        ]
+        cell = compute_metrics(
+            [*ind, *scored],
+            slow=monitor.slow_threshold,
+            stop=monitor.stop_threshold,
+            detectors=["c3_risk"],
+            fpr=opts.fpr,
+        )
+        for fam, fm in cell["families"].items():
+            families.setdefault(fam, {})[f"{sev:g}"] = _sweep_entry(fm)
+    for fam, fm in metrics["families"].items():
+        families.setdefault(fam, {})["default"] = {
+            **_sweep_entry(fm),
+            "severity": default_severity.get(fam),
+        }
+    return {
+        "run": True,
+        "severities": [float(s) for s in opts.severities],
+        "episodes_per_family": opts.severity_episodes,
+        "data": str(root),
+        "families": dict(sorted(families.items())),
+    }
 
 
 def _baseline_status(
@@ -827,10 +918,24 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         "## Definitions",
         *[f"- `{k}`: {v}" for k, v in report["definitions"].items()],
         "",
-        f"Severity sweep: {report['severity_sweep']}.",
-        "",
+        *_severity_section(report["severity_sweep"]),
     ]
     return "\n".join(lines)
+
+
+def _severity_section(sweep: Mapping[str, Any]) -> list[str]:
+    if not sweep["run"]:
+        return [f"Severity sweep: {sweep['why']}.", ""]
+    return [
+        "## By severity",
+        f"Episode AUROC of the risk (and episodes reaching STOP) with the first "
+        f"{sweep['episodes_per_family']} shifted test episodes of each family re-simulated "
+        "(same seeds and onsets) at each severity, against the same in-distribution episodes; "
+        "the last column is the main table's row. Plot: severity.png.",
+        "",
+        *format_severity_markdown(sweep),
+        "",
+    ]
 
 
 def plot_rocs(
