@@ -1,6 +1,6 @@
 """Latency of one monitor decision, torch eager vs onnxruntime-CPU, against a reference sampler.
 
-    python benchmarks/latency.py [--bundle runs/default/bundle] [--repeats 50] [--warmup 5]
+    python benchmarks/latency.py [--bundle BUNDLE (default: the shipped one)] [--repeats 50] [--warmup 5]
                                  [--threads 1]
 
 Why this exists: the monitor runs once per policy decision, so its per-decision latency decides
@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from world_monitor.defaults import default_bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
 from hostinfo import cpu_model, load_avg  # noqa: E402
@@ -446,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--bundle", type=Path, default=Path("runs/default/bundle"))
+    parser.add_argument(
+        "--bundle", type=Path, default=default_bundle(), help="monitor bundle (default: shipped)"
+    )
     parser.add_argument("--data", type=Path, default=Path("datasets/default"))
     parser.add_argument("--repeats", type=int, default=50, help="timed decisions per backend")
     parser.add_argument("--warmup", type=int, default=5, help="untimed decisions first")

@@ -1,6 +1,6 @@
 """Offline replay throughput: how much faster than real time a recorded bag goes through the monitor.
 
-    python benchmarks/replay.py [--bundle runs/default/bundle] [--episodes 3]
+    python benchmarks/replay.py [--bundle BUNDLE (default: the shipped one)] [--episodes 3]
                                 [--backend onnxruntime]
 
 Why this exists: offline replay (``world-monitor replay``) is how recorded episodes are audited,
@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from world_monitor.defaults import default_bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
 from hostinfo import cpu_model, load_avg  # noqa: E402
@@ -259,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--bundle", type=Path, default=Path("runs/default/bundle"))
+    parser.add_argument(
+        "--bundle", type=Path, default=default_bundle(), help="monitor bundle (default: shipped)"
+    )
     parser.add_argument("--data", type=Path, default=Path("datasets/default"))
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--backend", default="onnxruntime", help="torch | onnxruntime | tensorrt")

@@ -132,6 +132,19 @@ def test_compute_metrics_on_a_hand_made_world() -> None:
     assert m["mean_over_families"]["ranking"][0] in ("c3_risk", "oracle")
 
 
+def test_compute_metrics_with_the_risk_alone() -> None:
+    """The severity sweep scores only what it needs; the dynamics-vs-appearance note must not
+    assume the recon detector is there (it once raised KeyError after a 7-minute evaluation)."""
+    eps = [
+        _ep("id0", "in_distribution", [0.1, 0.2]),
+        _ep("l0", "lighting", [0.9, 0.95], onset=0),
+        _ep("d0", "dynamics", [0.3, 0.99], onset=0),
+    ]
+    m = compute_metrics(eps, slow=0.5, stop=0.9, detectors=["c3_risk"])
+    assert m["families"]["dynamics"]["detectors"]["c3_risk"]["episode"]["auroc"] == 1.0
+    assert "dynamics episode AUROC" in m["dynamics_note"] and "recon n/a" in m["dynamics_note"]
+
+
 # --------------------------------------------------------------------------- end to end (tiny)
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:

@@ -416,7 +416,7 @@ def _dynamics_note(families: Mapping[str, Any]) -> str:
         return "n/a" if v is None or math.isnan(v) else f"{v:.2f}"
 
     app = [f for name, f in families.items() if name in APPEARANCE_FAMILIES]
-    app_recon = [_ep_auroc(f, "recon") for f in app]
+    app_recon = [_ep_auroc(f, "recon") for f in app if "recon" in f["detectors"]]
     app_recon = [v for v in app_recon if v is not None and not math.isnan(v)]
     tail = (
         f" Here: dynamics episode AUROC — recon {fmt(dyn, 'recon')}, c3_fraction "
@@ -661,6 +661,9 @@ def _sweep_entry(family: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "episodes": family["episodes"],
         "auroc": family["detectors"]["c3_risk"]["episode"]["auroc"],
+        "signal_auroc": {
+            k: v["episode"]["auroc"] for k, v in family["detectors"].items() if k != "c3_risk"
+        },
         "tpr_at_stop": family["tpr_at_stop"],
         "tpr_at_slow": family["tpr_at_slow"],
         "failing_episodes": family["failing_episodes"],
@@ -712,7 +715,7 @@ def run_severity_sweep(
             [*ind, *scored],
             slow=monitor.slow_threshold,
             stop=monitor.stop_threshold,
-            detectors=["c3_risk"],
+            detectors=list(SIGNAL_DETECTORS),
             fpr=opts.fpr,
         )
         for fam, fm in cell["families"].items():
