@@ -222,7 +222,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from world_monitor.runtime.calibrate import calibrate_bundle
-    from world_monitor.runtime.risk import RiskConfig
+    from world_monitor.runtime.risk import RiskConfig, format_risk
 
     risk = RiskConfig(
         epsilon=args.epsilon,
@@ -253,8 +253,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         )
     print(f"  risk: signals {list(cal.config.signals)} at epsilon {cal.config.epsilon}")
     print(
-        f"  SLOW above {cal.slow_threshold:.4f} (episode false-alarm bound "
-        f"{cal.info['slow_bound']:.3f}), STOP above {cal.stop_threshold:.4f} (bound "
+        f"  SLOW above {format_risk(cal.slow_threshold)} (episode false-alarm bound "
+        f"{cal.info['slow_bound']:.3f}), STOP above {format_risk(cal.stop_threshold)} (bound "
         f"{cal.info['stop_bound']:.3f})"
     )
     if result.verify:

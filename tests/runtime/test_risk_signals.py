@@ -9,6 +9,7 @@ from world_monitor.runtime.risk import (
     RiskCalibration,
     RiskConfig,
     RiskError,
+    format_risk,
     recon_error,
     recon_patch_error,
     recon_zmap,
@@ -80,3 +81,10 @@ def test_a_missing_history_signal_ranks_zero_but_a_missing_input_signal_is_an_er
         cal.signal_risk({"motion": 0.1})
     with pytest.raises(RiskError, match="lack"):
         RiskCalibration.fit_reference(config, [{"motion": 0.1}] * 20)
+
+
+def test_thresholds_print_with_enough_digits_to_tell_them_from_one() -> None:
+    assert format_risk(0.9989) == "0.9989"  # ordinary values keep four decimals
+    assert format_risk(0.9999996086703539) == "0.99999961"  # not "1.0000"
+    assert format_risk(0.9999463652881077) == "0.999946"
+    assert format_risk(1.0) == "1.0000" and format_risk(0.25) == "0.2500"

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from world_monitor.report.aggregate import format_rate
+from world_monitor.runtime.risk import format_risk
 
 __all__ = ["DEMO_POLICIES", "DEMO_SEEDS", "print_summary"]
 
@@ -81,8 +82,8 @@ def print_summary(doc: Mapping[str, Any], report_path: Any = None) -> None:
         console.print(f"[{mark}] {check['check']}: {check['detail']}")
     console.print(
         f"{run['episodes']} episodes x 2 runs in {run['seconds']:.0f} s on {run['workers']} "
-        f"process(es), backend {run['backend']}; thresholds SLOW > {run['slow_threshold']:.4f}, "
-        f"STOP > {run['stop_threshold']:.4f}"
+        f"process(es), backend {run['backend']}; thresholds SLOW > "
+        f"{format_risk(run['slow_threshold'])}, STOP > {format_risk(run['stop_threshold'])}"
     )
     if report_path is not None:
         console.print(f"report: {report_path}")

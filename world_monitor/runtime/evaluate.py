@@ -44,6 +44,7 @@ from world_monitor.runtime.baselines import (
     sample_spread,
 )
 from world_monitor.runtime.monitor import runtime_inputs
+from world_monitor.runtime.risk import format_risk
 from world_monitor.runtime.severity import (
     format_severity_markdown,
     plot_severity,
@@ -889,8 +890,8 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         f"- bundle: `{report['bundle']}` (hash `{report['bundle_hash'][:16]}`)",
         f"- dataset: `{report['dataset']}`; backend {report['backend']}, rollout "
         f"{report['rollout_mode']}",
-        f"- thresholds: SLOW > {report['thresholds']['slow']:.4f}, STOP > "
-        f"{report['thresholds']['stop']:.4f}; risk signals {report['risk']['signals']} at "
+        f"- thresholds: SLOW > {format_risk(report['thresholds']['slow'])}, STOP > "
+        f"{format_risk(report['thresholds']['stop'])}; risk signals {report['risk']['signals']} at "
         f"ε={report['risk']['epsilon']}",
         f"- decisions every {report['options']['stride']} frames; "
         f"{len(report['episodes'])} episodes in {report['seconds']:.0f} s",

@@ -42,6 +42,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ __all__ = [
     "RiskError",
     "c3_signals",
     "confidence_summaries",
+    "format_risk",
     "patch_score",
     "recon_cells",
     "recon_error",
@@ -65,6 +67,16 @@ __all__ = [
     "recon_zmap",
     "recon_zscore",
 ]
+
+
+def format_risk(value: float) -> str:
+    """A risk or threshold printed with enough decimals to tell it from 1: thresholds sit in
+    the top 0.1% of the in-distribution risk, so a fixed ``.4f`` turns 0.9999996 into "1.0000",
+    which reads as a threshold nothing can exceed."""
+    gap = 1.0 - float(value)
+    digits = 4 if gap <= 0 or gap >= 1e-3 else max(4, math.ceil(-math.log10(gap)) + 1)
+    return f"{value:.{digits}f}"
+
 
 C3_SIGNALS = ("c3_mean", "c3_fraction", "c3_min_step")
 INPUT_SIGNALS = ("recon", "recon_patch", "recon_z", "colour")
