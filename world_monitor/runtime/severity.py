@@ -152,6 +152,7 @@ def plot_severity(sweep: Mapping[str, Any], path: str | Path) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    lowest = 0.3
     for fam, row in sweep["families"].items():
         points = [
             (float(s), row[f"{s:g}"]["auroc"])
@@ -164,6 +165,7 @@ def plot_severity(sweep: Mapping[str, Any], path: str | Path) -> str:
         points.sort()
         if not points:
             continue
+        lowest = min(lowest, *(p[1] - 0.05 for p in points))
         (line,) = ax.plot([p[0] for p in points], [p[1] for p in points], "-o", ms=3, label=fam)
         if default and default.get("auroc") is not None:
             ax.plot(
@@ -175,7 +177,7 @@ def plot_severity(sweep: Mapping[str, Any], path: str | Path) -> str:
         ylabel="episode AUROC of the risk",
         title="detection by severity",
         xlim=(0, 1.05),
-        ylim=(0.3, 1.02),
+        ylim=(max(0.0, lowest), 1.02),
     )
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
