@@ -208,3 +208,15 @@ def test_rebuild_is_byte_identical_and_refuses_foreign_dirs(synthetic_run_dir: P
     assert (foreign / "notes.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="contain the run directory"):
         build_report(synthetic_run_dir, synthetic_run_dir)
+
+
+def test_thresholds_near_one_keep_their_digits(synthetic_run_dir: Path) -> None:
+    """The shipped STOP threshold is 0.99999961; printed as "1.0000" it reads as a threshold
+    nothing can exceed, so the run facts keep enough digits to tell it from 1."""
+    run_path = synthetic_run_dir / "run.json"
+    run = json.loads(run_path.read_text())
+    run["stop_threshold"] = 0.9999996086703539
+    run_path.write_text(json.dumps(run))
+    build_report(synthetic_run_dir)
+    index = (synthetic_run_dir / "report" / "index.html").read_text(encoding="utf-8")
+    assert "0.99999961" in index and ">1.0000<" not in index

@@ -54,6 +54,7 @@ import numpy as np
 from tqdm import tqdm
 
 from world_monitor.report import GATE_RGB
+from world_monitor.runtime.risk import format_risk
 
 LOG = logging.getLogger(__name__)
 
@@ -349,9 +350,13 @@ def _thresholds(run: Mapping[str, Any]) -> tuple[float | None, float | None]:
 def _axhlines(ax: Any, run: Mapping[str, Any]) -> None:
     slow, stop = _thresholds(run)
     if slow is not None:
-        ax.axhline(slow, color=GATE_COLOURS["SLOW"], ls="--", lw=1, label=f"slow {slow:.4f}")
+        ax.axhline(
+            slow, color=GATE_COLOURS["SLOW"], ls="--", lw=1, label=f"slow {format_risk(slow)}"
+        )
     if stop is not None:
-        ax.axhline(stop, color=GATE_COLOURS["STOP"], ls="--", lw=1, label=f"stop {stop:.4f}")
+        ax.axhline(
+            stop, color=GATE_COLOURS["STOP"], ls="--", lw=1, label=f"stop {format_risk(stop)}"
+        )
 
 
 def _ordered(preferred: Iterable[Any], present: Iterable[str]) -> list[str]:
@@ -675,8 +680,8 @@ def _header(run: Mapping[str, Any]) -> str:
             ("bundle hash", f"<code>{_text(run.get('bundle_hash'))}</code>"),
             ("backend", _text(run.get("backend"))),
             ("created", _text(run.get("created"))),
-            ("slow threshold", _fmt(slow, 4)),
-            ("stop threshold", _fmt(stop, 4)),
+            ("slow threshold", DASH if slow is None else format_risk(slow)),
+            ("stop threshold", DASH if stop is None else format_risk(stop)),
             ("fps", _fmt(run.get("fps"), 1)),
             ("episode length", _text(run.get("episode_length"))),
             ("policies", _policies_text(run)),
