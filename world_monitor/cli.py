@@ -350,6 +350,7 @@ def _sweep_severities(text: str | None, data: Path) -> tuple[tuple[float, ...], 
         SIMULATE_CONFIG,
         can_sweep,
         parse_severities,
+        require_sweepable,
     )
 
     if text is None:
@@ -361,13 +362,10 @@ def _sweep_severities(text: str | None, data: Path) -> tuple[tuple[float, ...], 
         )
     try:
         severities = parse_severities(text)
+        if severities:
+            require_sweepable(data)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if severities and not can_sweep(data):
-        raise UserError(
-            f"--severities: {data} has no {SIMULATE_CONFIG}; only a dataset made by "
-            "`world-monitor simulate` can be re-simulated at other severities"
-        )
     return severities, "" if severities else "not run (--severities none)"
 
 

@@ -288,6 +288,21 @@ def test_severity_table_cells() -> None:
     assert lines[2] == "| lighting | 0.88 (STOP 3/4) | — | 0.88 (STOP 3/4) @ 0.6 |"
 
 
+def test_a_sweep_on_a_dataset_that_cannot_be_resimulated_fails_before_scoring(
+    world: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import world_monitor.runtime.evaluate as evaluate_module
+
+    def no_scoring(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scored episodes before finding the sweep impossible")
+
+    monkeypatch.setattr(evaluate_module, "_score_episode", no_scoring)
+    data, bundle, engines = world
+    opts = EvaluateOptions(backend="torch", engines_dir=engines, progress=False, severities=(0.5,))
+    with pytest.raises(ValueError, match=SIMULATE_CONFIG):
+        evaluate_bundle(bundle, data, tmp_path / "eval", opts)
+
+
 def test_severity_sweep_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
     """The shifted test episodes are re-simulated (same seed and onset, new severity), scored
     by the same monitor against the same in-distribution episodes, tabulated and plotted."""

@@ -211,7 +211,6 @@ def simulate_specs(
 
     from world_monitor.data.dataset import DatasetWriter, EpisodeDataset
 
-    noise = policy_noise
     writer = DatasetWriter(root)
     todo = [s for s in plan if not writer.exists(s.episode_id)]
     n_workers = max(1, min(workers or (os.cpu_count() or 1), max(1, len(todo))))
@@ -228,13 +227,14 @@ def simulate_specs(
     bar = tqdm(total=len(todo), desc="simulate", unit="ep", disable=not progress)
     try:
         if n_workers == 1:
-            _init_worker(str(root), sim_cfg, policy, noise)
+            _init_worker(str(root), sim_cfg, policy, policy_noise)
             for spec in todo:
                 frames += _work(spec)[1]
                 bar.update()
         else:
             ctx = mp.get_context("spawn")
-            with ctx.Pool(n_workers, _init_worker, (str(root), sim_cfg, policy, noise)) as pool:
+            init_args = (str(root), sim_cfg, policy, policy_noise)
+            with ctx.Pool(n_workers, _init_worker, init_args) as pool:
                 for _, length in pool.imap_unordered(_work, todo, chunksize=1):
                     frames += length
                     bar.update()

@@ -48,6 +48,7 @@ from world_monitor.runtime.risk import format_risk
 from world_monitor.runtime.severity import (
     format_severity_markdown,
     plot_severity,
+    require_sweepable,
     simulate_sweep,
 )
 from world_monitor.uq.detection import (
@@ -564,6 +565,8 @@ def evaluate_bundle(
         raise ValueError(f"--baselines {sorted(unknown)}: choose from {list(BASELINES)}")
     if opts.stride < 1 or opts.seeds < 1:
         raise ValueError(f"stride ({opts.stride}) and seeds ({opts.seeds}) must be >= 1")
+    if opts.severities:  # before any scoring, not after minutes of it
+        require_sweepable(data)
     torch.set_num_threads(int(opts.num_threads))
     t0 = time.perf_counter()
     bundle, data, out_dir = Path(bundle), Path(data), Path(out_dir)

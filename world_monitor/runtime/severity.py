@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_SEVERITIES",
     "SIMULATE_CONFIG",
     "can_sweep",
+    "require_sweepable",
     "format_severity_markdown",
     "parse_severities",
     "plot_severity",
@@ -66,6 +67,18 @@ def parse_severities(text: str) -> tuple[float, ...]:
 def can_sweep(data: str | Path) -> bool:
     """Whether ``data`` records the simulator settings a sweep needs."""
     return (Path(data) / SIMULATE_CONFIG).is_file()
+
+
+def require_sweepable(data: str | Path) -> Path:
+    """The dataset's ``simulate_config.yaml``, or a ValueError saying why a sweep is impossible
+    (one message for the CLI, ``evaluate_bundle``'s up-front check and :func:`simulate_sweep`)."""
+    path = Path(data) / SIMULATE_CONFIG
+    if not path.is_file():
+        raise ValueError(
+            f"{data}: a severity sweep re-simulates the dataset's test episodes and needs "
+            f"{path} (written by `world-monitor simulate`); pass --severities none"
+        )
+    return path
 
 
 def sweep_specs(
@@ -105,13 +118,7 @@ def simulate_sweep(
 ) -> GenerationResult:
     """Simulate the sweep's episodes into the dataset ``root`` (episodes already there are kept:
     the simulator is deterministic per seed, so a re-run only adds what is missing)."""
-    path = Path(data) / SIMULATE_CONFIG
-    if not path.is_file():
-        raise ValueError(
-            f"{data}: a severity sweep re-simulates the dataset's test episodes and needs "
-            f"{path} (written by `world-monitor simulate`); pass --severities none"
-        )
-    cfg = OmegaConf.load(path)
+    cfg = OmegaConf.load(require_sweepable(data))
     return simulate_specs(
         sweep_specs(records, severities),
         Path(root),
