@@ -13,14 +13,18 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 PACKAGE = "world_monitor"
-HERE = Path(__file__).parent
+# resolve(): `colcon build --symlink-install` runs a *symlink* to this file from build/world_monitor,
+# where README.md is not mirrored; the real directory is the source package.
+HERE = Path(__file__).resolve().parent
 
 
 def _tree(src: str) -> list[tuple[str, list[str]]]:
     """data_files entries that copy the folder `src` into share/world_monitor/src, keeping its layout."""
     entries: dict[str, list[str]] = {}
-    for path in sorted(glob(f"{src}/**/*", recursive=True)):
-        if Path(path).is_file():
+    # paths stay relative to the package root (colcon and wheels need relative data_files), but
+    # the glob is anchored at HERE so it does not depend on the current directory.
+    for path in sorted(glob(f"{src}/**/*", root_dir=HERE, recursive=True)):
+        if (HERE / path).is_file():
             dest = str(Path("share") / PACKAGE / Path(path).parent)
             entries.setdefault(dest, []).append(path)
     return sorted(entries.items())
@@ -36,6 +40,7 @@ CORE = [
     "omegaconf>=2.3,<2.4",
     "safetensors>=0.6,<0.9",
     "rosbags>=0.11.9,<0.12",
+    "mcap>=1.2,<2",  # chunk/summary CRCs on read and write (data/bag/integrity.py)
     "onnx>=1.19,<1.24",
     "onnxruntime>=1.22,<1.32",
     "onnxscript>=0.5,<0.8",
@@ -51,7 +56,15 @@ EXTRAS = {
     "gpu": ["onnxruntime-gpu>=1.22,<1.32", "tensorrt>=10,<11"],
     # selenium drives the system Chromium for the report's browser test (scripts/setup.sh
     # installs chromium + chromium-driver with apt); it never downloads a browser itself.
-    "test": ["pytest>=8,<10", "ruff>=0.6", "setuptools>=64", "wheel", "selenium>=4.11,<5"],
+    "test": [
+        "pytest>=8,<10",
+        "ruff>=0.6",
+        "setuptools>=64",
+        "wheel",
+        "selenium>=4.11,<5",
+        "hypothesis>=6.100,<7",
+        "colcon-common-extensions>=0.3,<0.4",
+    ],
 }
 
 setup(

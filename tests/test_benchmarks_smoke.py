@@ -43,7 +43,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     bundle = base / "run" / "bundle"
     assert result.bundle is not None and bundle.is_dir()
     engines = base / "engines"
-    calibrate_bundle(bundle, data, stride=2, progress=False, engines_dir=engines)
+    calibrate_bundle(bundle, data, stride=2, progress=False, engines_dir=engines, stop_alpha=0.08)
     return data, bundle, engines
 
 
@@ -171,7 +171,15 @@ def test_latency_benchmark_on_a_deterministic_bundle(
     result = train(cfg, tmp_path / "run", data_root=data, command="pytest det", progress=False)
     bundle = tmp_path / "run" / "bundle"
     assert result.bundle is not None
-    calibrate_bundle(bundle, data, stride=2, progress=False, engines_dir=engines, verify_split=None)
+    calibrate_bundle(
+        bundle,
+        data,
+        stride=2,
+        progress=False,
+        engines_dir=engines,
+        verify_split=None,
+        stop_alpha=0.08,
+    )
     latency = _load("latency")
     argv = ["--bundle", str(bundle), "--data", str(data), "--repeats", "2", "--warmup", "1"]
     rc = latency.main([*argv, "--engines-dir", str(engines)])

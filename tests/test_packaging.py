@@ -72,3 +72,39 @@ def test_wheel_installs_share_tree(tmp_path: Path) -> None:
     for f in ("manifest.json", "config.yaml", "weights.safetensors", "calibration.json"):
         assert f"world_monitor/assets/bundles/default/{f}" in names
     assert not any(n.startswith("tests/") for n in names)
+
+
+def _fake_launch_testing(root: Path) -> dict[str, str]:
+    """A distribution that registers a pytest11 plugin named ``launch_testing`` with the old
+    ``path`` hook argument, as ROS 2's launch_testing does; returns the env that finds it."""
+    (root / "fake_launch_testing_hooks.py").write_text(
+        "def pytest_pycollect_makemodule(path, parent):\n    return None\n"
+    )
+    info = root / "fake_launch_testing-3.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-launch-testing\nVersion: 3.0\n")
+    (info / "entry_points.txt").write_text(
+        "[pytest11]\nlaunch_testing = fake_launch_testing_hooks\n"
+    )
+    import os
+
+    return dict(os.environ, PYTHONPATH=str(root))
+
+
+def test_a_launch_testing_plugin_does_not_break_collection(tmp_path: Path) -> None:
+    """With launch_testing installed, pytest 9 failed at start-up (PluginValidationError on
+    its ``pytest_pycollect_makemodule(path, ...)`` hook); pytest.ini blocks the plugin."""
+    env = _fake_launch_testing(tmp_path)
+    probe = [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/ros/test_params.py"]
+    empty_ini = tmp_path / "pytest.ini"
+    empty_ini.write_text("[pytest]\n")  # the same run without this project's addopts
+    bare = subprocess.run(
+        [*probe, "-c", str(empty_ini), "--rootdir", str(ROOT)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bare.returncode != 0 and "PluginValidationError" in bare.stdout + bare.stderr
+    ours = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stdout + ours.stderr

@@ -93,15 +93,17 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from world_monitor.data.inspect import format_report, inspect_path
+    from world_monitor.data.inspect import format_report, inspect_path, strict_problems
 
     report = inspect_path(Path(args.path))
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         print(format_report(report))
-    rejected = int(report.get("rejected_total", 0) or 0)
-    return 1 if (args.strict and rejected) else 0
+    problems = strict_problems(report) if args.strict else []
+    if problems:
+        raise UserError(f"--strict: {'; '.join(problems)}")
+    return 0
 
 
 def _cmd_export_bag(args: argparse.Namespace) -> int:
@@ -129,7 +131,13 @@ def _cmd_export_bag(args: argparse.Namespace) -> int:
 
 def _cmd_import_bag(args: argparse.Namespace) -> int:
     from world_monitor.data.bag import import_paths
+    from world_monitor.data.frame_prep import FramePrep, parse_size
 
+    prep = None
+    if args.image_size:
+        prep = FramePrep(parse_size(args.image_size), args.image_resize, args.crop_roi)
+    elif args.crop_roi or args.image_resize != "stretch":
+        raise UserError("--image-resize/--crop-roi need --image-size HxW (the bundle's input)")
     summary = import_paths(
         [Path(p) for p in args.bags],
         Path(args.out),
@@ -137,6 +145,7 @@ def _cmd_import_bag(args: argparse.Namespace) -> int:
         action_topic=args.action_topic,
         split=args.split,
         progress=not args.no_progress,
+        frame_prep=prep,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0 if summary.get("failed", 0) == 0 else 1
@@ -199,6 +208,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         backend=args.backend,
         image_topic=args.image_topic,
         action_topic=args.action_topic,
+        image_resize=args.image_resize,
+        crop_roi=args.crop_roi,
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
@@ -218,6 +229,75 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print(f"  accounting problems: {s['messages']['problems']}")
     print(f"bag: {result.bag_path}\nsummary: {result.summary_path}")
     return 0
+
+
+#: top-level packages whose absence means "ROS 2 is not installed" to `play`
+_ROS_PACKAGES = {"rclpy", "rpyutils", "rosidl_runtime_py", "builtin_interfaces", "rcl_interfaces"}
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    """`play`: bag -> live ROS 2 graph. The ROS side is imported here only, so the core and
+    every other command stay ROS-free; a missing ROS install is one line, exit 2."""
+    try:
+        from world_monitor.ros import play as player
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in _ROS_PACKAGES:
+            raise
+        raise UserError(
+            f"needs ROS 2 (rclpy), which is not importable ({exc}): install the ROS 2 wheels "
+            "into this environment with `bash scripts/setup.sh`"
+        ) from None
+    try:
+        remaps = dict(player.parse_remap(r) for r in args.remap or [])
+        topics = [t for item in args.topics or [] for t in _csv(item)] or None
+        options = player.PlayOptions(
+            topics=topics,
+            rate=args.rate,
+            loops=args.loop,
+            start_offset=args.start_offset,
+            remaps=remaps,
+            qos=args.qos,
+            clock_hz=args.clock,
+            restamp=args.restamp,
+            wait_subscribers=args.wait_subscribers,
+            wait_timeout=args.wait_timeout,
+            delay=args.delay,
+            progress=not args.no_progress,
+        )
+        report = player.play_bag(Path(args.bag), options)
+    except player.PlayError as exc:
+        raise UserError(str(exc)) from None
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        _print_play_report(report)
+    # 130 like any interrupted command (the summary above is complete up to the stop)
+    return 130 if report.interrupted else 0
+
+
+def _print_play_report(report: Any) -> None:
+    state = "interrupted" if report.interrupted else "done"
+    print(
+        f"played {report.bag}: {report.published_total} messages in {report.wall_s:.2f} s "
+        f"({report.messages_per_s:.1f} msg/s), {report.bag_s:.2f} s of bag time "
+        f"(achieved rate {report.achieved_rate:.2f}x), {report.loops_completed} loop(s) "
+        f"completed, {state}"
+    )
+    for rep in sorted(report.topics.values(), key=lambda r: r.topic):
+        if rep.skipped:
+            print(f"  skipped {rep.topic} [{rep.msgtype}] ({rep.in_bag} msgs): {rep.skipped}")
+            continue
+        where = rep.topic if rep.published_as == rep.topic else f"{rep.topic} -> {rep.published_as}"
+        extra = f", {rep.restamped} restamped" if rep.restamped else ""
+        print(f"  {where} [{rep.msgtype}]: {rep.published} published{extra} ({rep.in_bag} in bag)")
+    if report.clock_published:
+        print(f"  /clock [rosgraph_msgs/msg/Clock]: {report.clock_published} published")
+    if report.skipped_messages:
+        print(f"  {report.skipped_messages} message(s) of skipped topics not published")
+    print(
+        f"  max lag behind schedule {report.max_lag_s * 1e3:.1f} ms, "
+        f"{report.subscribers_matched} subscription(s) matched at start"
+    )
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -523,7 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", help="dataset directory, rosbag2 directory, or .mcap/.db3 file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--strict", action="store_true", help="exit 1 if any message is rejected")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 (one line saying why) if any message is unreadable, rejected or unaccounted",
+    )
     p.set_defaults(func=_cmd_inspect, overrides=[])
 
     p = sub.add_parser(
@@ -557,6 +641,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-topic", default=None)
     p.add_argument("--action-topic", default=None)
     p.add_argument("--split", default="test", help="split to file the episodes under")
+    p.add_argument(
+        "--image-size",
+        default=None,
+        metavar="HxW",
+        help="resize frames to the bundle's input (e.g. 64x64) exactly as the node and replay "
+        "will (--image-resize, --crop-roi): train and calibrate on the pixels the node sees",
+    )
+    p.add_argument(
+        "--image-resize", default="stretch", choices=["stretch", "center_crop", "letterbox"]
+    )
+    p.add_argument("--crop-roi", default=None, metavar="X,Y,W,H", help="crop before the resize")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_import_bag, overrides=[])
 
@@ -750,9 +845,103 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None, help="backend order, e.g. tensorrt,onnxruntime")
     p.add_argument("--image-topic", default=None, help="default: the only image topic")
     p.add_argument("--action-topic", default=None, help="default: the only action topic")
+    p.add_argument(
+        "--image-resize",
+        default="stretch",
+        choices=["stretch", "center_crop", "letterbox"],
+        help="camera frames of another size -> the bundle's (as the node's image_resize)",
+    )
+    p.add_argument(
+        "--crop-roi",
+        default=None,
+        metavar="X,Y,W,H",
+        help="crop in camera pixels before the resize (as the node's image_crop_roi)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_replay, overrides=[])
+
+    p = sub.add_parser(
+        "play",
+        help="play a rosbag2 recording into the live ROS 2 graph (no `ros2 bag play` needed)",
+        description="Publish the messages of a rosbag2 recording (sqlite3 or MCAP) on their "
+        "topics with the recorded timing, for ROS 2 installed from pip wheels, which has no "
+        "`ros2 bag play`. Exported bags start at t=0 and a zero stamp means 'unset' in ROS: "
+        "use --restamp to move header stamps to now, or --clock with use_sim_time nodes. "
+        "Ctrl-C stops cleanly: the summary is printed and the exit code is 130.",
+        epilog="example: world-monitor play episode_bag --restamp --rate 2 "
+        "--remap /camera/image_raw:=/image --remap /policy/action_chunk:=/action_chunk "
+        "--wait-subscribers 2",
+    )
+    p.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
+    p.add_argument(
+        "--topics",
+        action="append",
+        metavar="T1,T2",
+        help="play only these bag topics (comma-separated, repeatable; default: all)",
+    )
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
+    p.add_argument(
+        "--loop",
+        type=int,
+        nargs="?",
+        const=0,
+        default=1,
+        metavar="N",
+        help="play N times; --loop alone repeats until Ctrl-C",
+    )
+    p.add_argument(
+        "--start-offset", type=float, default=0.0, metavar="S", help="skip S s of bag time"
+    )
+    p.add_argument(
+        "--remap",
+        action="append",
+        metavar="/FROM:=/TO",
+        help="publish bag topic /FROM on /TO (repeatable)",
+    )
+    p.add_argument(
+        "--qos",
+        choices=["auto", "reliable", "sensor-data"],
+        default="auto",
+        help="publisher QoS: auto = reliable keep-last 10 (matches reliable and sensor-data "
+        "subscribers), transient-local where the recording was; sensor-data = best effort",
+    )
+    p.add_argument(
+        "--clock",
+        type=float,
+        nargs="?",
+        const=40.0,
+        default=None,
+        metavar="HZ",
+        help="publish /clock with the bag time at HZ (default 40) for use_sim_time nodes",
+    )
+    p.add_argument(
+        "--restamp",
+        action="store_true",
+        help="rewrite header.stamp of messages with a header onto the current time, keeping "
+        "the recorded relative timing (needed for bags that start at t=0)",
+    )
+    p.add_argument(
+        "--wait-subscribers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="before playing, wait for N matched subscriptions summed over the played topics "
+        "(the monitor node: 2)",
+    )
+    p.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="give up waiting for subscribers after S s and play anyway (default 10)",
+    )
+    p.add_argument(
+        "--delay", type=float, default=0.0, metavar="S", help="wait S s more before playing"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_play, overrides=[])
 
     for name, seeds, policies, strips, help_text in (
         (
@@ -844,6 +1033,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     for module, name in (
         ("world_monitor.data.dataset", "DatasetError"),
         ("world_monitor.data.bag", "BagError"),
+        ("world_monitor.data.frame_prep", "FramePrepError"),
         ("world_monitor.runtime.monitor", "MonitorError"),
         ("world_monitor.runtime.risk", "RiskError"),
         ("world_monitor.models.bundle", "BundleError"),

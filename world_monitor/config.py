@@ -3,7 +3,9 @@
 The CLI and the ROS node both use hydra's *compose* API instead of ``@hydra.main``: sub-commands
 need their own flags, and ROS appends ``--ros-args`` to argv, which ``@hydra.main`` would reject.
 The tree lives in the repository's top-level ``config/`` folder; after a non-editable install
-(pip or colcon) it is found under ``<prefix>/share/world_monitor/config``.
+it is found under ``share/world_monitor/config`` of the install prefix. Where that prefix is
+differs: pip puts it at ``sys.prefix``, colcon at ``install/world_monitor`` (found through the
+ament index, or by walking up from this file: ``<prefix>/lib/pythonX.Y/site-packages/...``).
 """
 
 from __future__ import annotations
@@ -25,13 +27,49 @@ class ConfigError(RuntimeError):
     """The config tree could not be found or an override is invalid."""
 
 
-def config_dir() -> Path:
-    """Return the hydra config directory: $WORLD_MONITOR_CONFIG_DIR, the source tree, or share/."""
+def _ament_share() -> Path | None:
+    """``share/world_monitor`` from the ament index (colcon / ROS installs), if available."""
+    try:
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+    except ImportError:
+        return None
+    try:
+        return Path(get_package_share_directory("world_monitor"))
+    except (PackageNotFoundError, KeyError, ValueError, OSError):
+        return None
+
+
+def config_candidates() -> list[Path]:
+    """Where the config tree is looked for, in order (see :func:`config_dir`)."""
     candidates: list[Path] = []
     if os.environ.get(ENV_VAR):
         candidates.append(Path(os.environ[ENV_VAR]))
-    candidates.append(Path(__file__).resolve().parents[1] / "config")
+    here = Path(__file__).resolve()
+    source = here.parents[1]
+    if (source / "package.xml").is_file():  # the source tree (editable / symlink install)
+        candidates.append(source / "config")  # never a stray site-packages/config
+    share = _ament_share()
+    if share is not None:
+        candidates.append(share / "config")
+    # <prefix>/lib/pythonX.Y/site-packages/world_monitor/config.py -> <prefix>/share/...
+    for parent in (Path(__file__).parent, here.parent):
+        if len(parent.parents) > 3:
+            candidates.append(parent.parents[3] / "share" / "world_monitor" / "config")
     candidates.append(Path(sys.prefix) / "share" / "world_monitor" / "config")
+    return list(dict.fromkeys(candidates))
+
+
+def config_dir() -> Path:
+    """Return the hydra config directory.
+
+    Order: ``$WORLD_MONITOR_CONFIG_DIR`` (an explicit override wins), the source tree (editable
+    installs, ``colcon build --symlink-install``), the ament index's share directory (colcon),
+    the share directory of the prefix this package is installed in, ``sys.prefix``'s.
+    """
+    candidates = config_candidates()
     for path in candidates:
         if (path / "config.yaml").is_file():
             return path

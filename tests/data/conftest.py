@@ -11,6 +11,7 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from world_monitor.data.bag.codec import get_store, ns_to_time
+from world_monitor.data.bag.integrity import seal_mcap
 from world_monitor.data.episode import Episode, EpisodeMeta
 
 
@@ -129,6 +130,8 @@ class RawBag:
         path: Path,
         messages: Sequence[tuple[str, int, Any]],
         storage: str = "mcap",
+        *,
+        seal: bool = True,
     ) -> Path:
         """messages: (topic, log time ns, message object), written in the given order."""
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
@@ -138,6 +141,9 @@ class RawBag:
                 if topic not in conns:
                     conns[topic] = w.add_connection(topic, msg.__msgtype__, typestore=self.s)
                 w.write(conns[topic], ns, self.s.serialize_cdr(msg, msg.__msgtype__))
+        if seal:  # CRCs like `ros2 bag record` writes them (rosbags leaves them 0)
+            for f in path.glob("*.mcap"):
+                seal_mcap(f)
         return path
 
     def simple(

@@ -50,6 +50,7 @@ def _save(path: Path, **over) -> Path:
         "training_command": "world-monitor train model=tiny seed=3",
         "seed": 3,
         "calibration": {"eps": 0.3, "threshold": 0.41, "target_false_alarm": 0.05},
+        "action_range": {"min": [-1.0] * 4, "max": [1.0] * 4, "margin": [0.1] * 4},
     }
     kwargs.update(over)
     return save_bundle(path, state, CONFIG, **kwargs)
@@ -220,4 +221,5 @@ _MIN = {
     "model_variant": "deterministic",
     "training_command": "test",
     "seed": 0,
+    "action_range": {"min": [-1.0], "max": [1.0], "margin": [0.0]},
 }

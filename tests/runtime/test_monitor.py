@@ -40,7 +40,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     uncalibrated = base / "uncalibrated"
     shutil.copytree(bundle, uncalibrated)
     engines = base / "engines"
-    calibrate_bundle(bundle, data, stride=2, progress=False, engines_dir=engines)
+    # 12 threshold episodes certify at best 1/13: the default 2% is refused (see below)
+    calibrate_bundle(bundle, data, stride=2, progress=False, engines_dir=engines, stop_alpha=0.08)
     return data, bundle, uncalibrated
 
 
@@ -67,13 +68,13 @@ def test_calibration_is_stored_and_valid(world: tuple[Path, Path, Path]) -> None
     cal = load_bundle(bundle).calibration
     assert cal is not None and cal["version"] == 1
     assert 0.0 <= cal["thresholds"]["slow"] <= cal["thresholds"]["stop"] <= 1.0
-    assert cal["stop_alpha"] == 0.02 and cal["slow_alpha"] == 0.10
+    assert cal["stop_alpha"] == 0.08 and cal["slow_alpha"] == 0.10
     halves = cal["data"]
     assert set(halves["scale_episodes"]).isdisjoint(halves["threshold_episodes"])
     assert len(halves["scale_episodes"]) == len(halves["threshold_episodes"]) == 12
     assert len(cal["threshold_episode_max_risk"]) == 12
-    # 12 threshold episodes cannot certify 2%: the conformal quantile is +inf -> clipped to 1
-    assert cal["thresholds"]["stop"] == 1.0
+    # 12 threshold episodes certify 8% (k = n: the largest maximum), a STOP that can trigger
+    assert cal["thresholds"]["stop"] == max(cal["threshold_episode_max_risk"]) < 1.0
     assert cal["verify"]["episodes"] == 6
     assert 0.0 <= cal["verify"]["false_stop_rate"] <= 1.0
     assert len(np.asarray(cal["reference_cell"]).shape) == 2
@@ -90,6 +91,28 @@ def test_calibration_is_stored_and_valid(world: tuple[Path, Path, Path]) -> None
     recal = cal["probe_recalibration"]  # fitted first, on the scale half
     assert recal["eps_grid"] == pytest.approx([0.1 * i for i in range(1, 11)])
     assert recal["info"]["windows"] > 0 and len(recal["params"]) == 10
+
+
+def test_calibrate_refuses_a_rate_its_data_cannot_certify(
+    world: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: 24 calibration episodes cannot certify the default 2%; the old code wrote
+    ``stop: 1.0`` (a monitor that can never STOP) and printed success. Now: exit 2, one line,
+    saying what the rate needs and what the data can do, and nothing is written."""
+    from world_monitor.cli import main
+
+    data, _, uncalibrated = world
+    copy = tmp_path / "b"
+    shutil.copytree(uncalibrated, copy)
+    before = (copy / "calibration.json").read_bytes()
+    rc = main(["calibrate", str(copy), "--data", str(data), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("world-monitor calibrate: error: STOP rate 0.02 cannot be certified")
+    assert "49 threshold episodes (98 calibration episodes), have 12" in line
+    assert "smallest rate these 12 can certify is 0.07692" in line
+    assert (copy / "calibration.json").read_bytes() == before
 
 
 def test_probe_recalibration_is_what_the_monitor_reads(

@@ -17,7 +17,7 @@ import numpy as np
 from world_monitor.data.bag.errors import BagError
 from world_monitor.data.bag.scan import scan_bag
 
-__all__ = ["format_report", "inspect_path"]
+__all__ = ["format_report", "inspect_path", "strict_problems"]
 
 
 def _is_dataset(p: Path) -> bool:
@@ -74,21 +74,59 @@ def _inspect_bag(p: Path, progress: bool) -> dict[str, Any]:
     rejected = sum(sum(ts.rejected.values()) for ts in scan.scans.values())
     ignored = sum(scan.ignored.values())
     all_log = [t for ts in scan.scans.values() for t in ts.log_ns]
+    in_metadata = sum(n for _, n in scan.topics.values())
     return {
         "kind": "bag",
         "path": str(p),
         "storage": scan.storage,
-        "messages_in_metadata": sum(n for _, n in scan.topics.values()),
+        "messages_in_metadata": in_metadata,
         "messages_read": read,
         "usable": usable,
         "rejected": rejected,
         "rejected_total": rejected,
         "ignored": ignored,
-        "accounted": usable + rejected + ignored == read and decoded + ignored == read,
+        # every message the metadata promises was read and landed in exactly one bucket; a
+        # bag that breaks off (read_error, or fewer read than promised) is not accounted
+        "accounted": usable + rejected + ignored == read
+        and decoded + ignored == read
+        and read == in_metadata
+        and scan.read_error is None,
         "duration_s": (max(all_log) - min(all_log)) / 1e9 if len(all_log) > 1 else 0.0,
         "read_error": scan.read_error,
+        "integrity": scan.integrity.to_dict(),
         "topics": topics,
     }
+
+
+def strict_problems(report: dict[str, Any]) -> list[str]:
+    """Why ``inspect --strict`` fails on ``report`` (empty: it passes).
+
+    Strict means every message the bag promises was read, decoded and usable: a read error,
+    fewer messages read than the metadata lists, an unaccounted message, a corrupt chunk or any
+    rejection is a failure. Why: "0 of 49 messages read" used to pass because nothing was
+    *rejected* -- an unreadable bag is worse than a rejected message, not better.
+    """
+    if report.get("kind") != "bag":
+        return []
+    out = []
+    if report.get("read_error"):
+        out.append(f"read error: {report['read_error']}")
+    read, promised = report.get("messages_read", 0), report.get("messages_in_metadata", 0)
+    if read != promised:
+        out.append(f"read {read} of {promised} messages")
+    elif not report.get("accounted", False):
+        out.append("messages unaccounted")
+    corrupt = (report.get("integrity") or {}).get("corrupt_chunks", 0)
+    if corrupt:
+        out.append(f"{corrupt} corrupt chunk(s)")
+    reasons: dict[str, int] = {}
+    for t in report.get("topics", {}).values():
+        for reason, n in (t.get("rejected") or {}).items():
+            reasons[reason] = reasons.get(reason, 0) + int(n)
+    if reasons:
+        parts = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+        out.append(f"{sum(reasons.values())} rejected ({parts})")
+    return out
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -120,6 +158,14 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     if report.get("read_error"):
         lines.append(f"  READ ERROR: {report['read_error']}")
+    integ = report.get("integrity") or {}
+    if integ.get("corrupt_chunks"):
+        lines.append(f"  CORRUPT: {integ['corrupt_chunks']} MCAP chunk(s) failed their checks")
+    if integ.get("unchecked_chunks"):
+        lines.append(
+            f"  note: {integ['unchecked_chunks']} chunk(s) without CRC (corruption there is "
+            "undetectable)"
+        )
     for name, t in report["topics"].items():
         rate = t.get("rate_hz")
         head = f"  {name} [{t['type']}] {t['messages']} msgs"

@@ -18,6 +18,27 @@ format versions, missing / ill-typed manifest fields, manifest values that contr
 module prefix listed in the manifest (or a listed module with no tensors).
 
 Only safe formats are read: safetensors, YAML via ``yaml.safe_load``, JSON — never pickle.
+Parsing is bounded, because a re-hashed hostile file passes the hash check: each text file has a
+size limit checked before it is read (:data:`MAX_FILE_BYTES`), must be valid UTF-8, may nest at
+most :data:`MAX_NESTING` levels, and YAML anchors/aliases are refused outright (an alias bomb
+expands to 10^9 nodes that the consistency check would walk: measured > 60 s; no bundle this
+package writes uses them). Every such failure is a :class:`BundleError` naming the file.
+
+The manifest also declares the **training action range** (``action_range``: per-dimension
+``min``/``max`` of the training split's actions, a ``margin`` per dimension and its ``source``).
+The gate refuses chunks outside ``[min - margin, max + margin]`` (``action_out_of_range``).
+:func:`save_bundle` derives it from the config's ``action_normalizer`` (the train-split
+statistics training used) with a margin of :data:`ACTION_RANGE_MARGIN` of each dimension's span
+(at least that fraction of the normaliser's scale, so a dimension training never varied, like the
+simulator's always-closed gripper, still has a tolerance), unless given explicitly. The manifest
+is not covered by the content hashes (it holds them), so adding the field keeps every bundle's
+hashes valid. An older bundle without the field still loads: the range is derived the same way
+from its (hashed) config with a WARNING, and a bundle with neither has ``Bundle.action_range``
+``None``, which :class:`~world_monitor.runtime.monitor.Monitor` refuses (fail closed).
+
+calibration.json's ``thresholds`` must be finite with ``0 <= slow <= stop < 1`` (a risk never
+exceeds 1, so a threshold of 1 means that level can never trigger) and its ``gate`` section may
+only hold keys the gate honours (:data:`~world_monitor.runtime.gate.CALIBRATION_GATE_KEYS`).
 
 :func:`bundle_hash` is the engine-cache key: it covers what changes a compiled engine (weights,
 config, shapes) and deliberately not calibration.json, so re-calibrating does not force a
@@ -47,10 +68,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 __all__ = [
+    "ACTION_RANGE_MARGIN",
     "CALIBRATION_FILE",
     "CONFIG_FILE",
     "FORMAT_VERSION",
     "MANIFEST_FILE",
+    "MAX_FILE_BYTES",
+    "MAX_NESTING",
     "WEIGHTS_FILE",
     "Bundle",
     "BundleError",
@@ -69,6 +93,12 @@ WEIGHTS_FILE = "weights.safetensors"
 CALIBRATION_FILE = "calibration.json"
 MANIFEST_FILE = "manifest.json"
 HASHED_FILES = (CONFIG_FILE, WEIGHTS_FILE, CALIBRATION_FILE)
+#: size limits of the text files, checked before reading (the shipped ones: 4 KB, 4 KB, 0.2 MB)
+MAX_FILE_BYTES = {MANIFEST_FILE: 1 << 20, CONFIG_FILE: 4 << 20, CALIBRATION_FILE: 64 << 20}
+#: deepest nesting of lists/mappings accepted in any text file (the shipped ones: 4)
+MAX_NESTING = 64
+#: default margin of the manifest's action range, as a fraction of each dimension's span
+ACTION_RANGE_MARGIN = 0.1
 
 # manifest field -> expected JSON type description, checked by _validate_manifest
 _INT_LIST = "list[int]"
@@ -113,6 +143,9 @@ class Bundle:
     manifest: dict[str, Any]
     calibration: dict[str, Any] | None
     state_dicts: dict[str, dict[str, Tensor]] = field(repr=False)
+    #: the training action range (manifest ``action_range``; for an older bundle derived from
+    #: its config's normaliser), ``None`` when the bundle declares none
+    action_range: dict[str, Any] | None = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -207,7 +240,68 @@ def _validate_manifest(manifest: object) -> dict[str, Any]:
     for fname in HASHED_FILES:
         if not isinstance(hashes.get(fname), str) or len(hashes[fname]) != 64:
             raise BundleError(f"{MANIFEST_FILE}: hashes['{fname}'] must be a SHA-256 hex digest")
+    if "action_range" in manifest:
+        _check_action_range(manifest["action_range"], a, MANIFEST_FILE)
     return manifest
+
+
+def _check_action_range(spec: object, action_dim: int, where: str) -> dict[str, Any]:
+    """A well-formed ``action_range`` (see the module docstring) or a BundleError saying why."""
+    if not isinstance(spec, Mapping):
+        raise BundleError(f"{where}: action_range must be an object, got {type(spec).__name__}")
+    for key in ("min", "max", "margin"):
+        values = spec.get(key)
+        if not isinstance(values, list) or not all(_is_number(v) for v in values):
+            raise BundleError(
+                f"{where}: action_range['{key}'] must be a list of finite numbers, got {values!r}"
+            )
+        if len(values) != action_dim:
+            raise BundleError(
+                f"{where}: action_range['{key}'] has {len(values)} values but action_dim is "
+                f"{action_dim}"
+            )
+    if any(lo > hi for lo, hi in zip(spec["min"], spec["max"], strict=True)):
+        raise BundleError(
+            f"{where}: action_range has min > max: min {spec['min']}, max {spec['max']}"
+        )
+    if any(m < 0 for m in spec["margin"]):
+        raise BundleError(f"{where}: action_range['margin'] must be >= 0, got {spec['margin']}")
+    if "source" in spec and not isinstance(spec["source"], str):
+        raise BundleError(f"{where}: action_range['source'] must be a string")
+    return dict(spec)
+
+
+def action_range_from_normalizer(
+    normalizer: object, margin: float = ACTION_RANGE_MARGIN
+) -> dict[str, Any] | None:
+    """The manifest ``action_range`` implied by a config's ``action_normalizer`` (its train-split
+    min/max), with ``margin`` x max(span, normaliser scale) per dimension; ``None`` when the
+    normaliser does not record min/max."""
+    if not isinstance(normalizer, Mapping):
+        return None
+    lo, hi = normalizer.get("min"), normalizer.get("max")
+    if not (isinstance(lo, list) and isinstance(hi, list) and len(lo) == len(hi) and lo):
+        return None
+    if not all(_is_number(v) for v in (*lo, *hi)):
+        return None
+    std = normalizer.get("std")
+    if normalizer.get("mode", "standard") == "standard" and isinstance(std, list):
+        scales = [float(v) if _is_number(v) else 0.0 for v in std]
+    else:
+        scales = [(float(b) - float(a)) / 2 for a, b in zip(lo, hi, strict=True)]
+    scales = [s if s > 1e-6 else 1.0 for s in scales]  # the normaliser's own rule
+    return {
+        "min": [float(v) for v in lo],
+        "max": [float(v) for v in hi],
+        "margin": [
+            float(margin) * max(float(b) - float(a), s)
+            for a, b, s in zip(lo, hi, scales, strict=True)
+        ],
+        "source": (
+            "min/max of the training split's actions (config.yaml action_normalizer); margin "
+            f"{margin:g} x max(span, normaliser scale) per dimension"
+        ),
+    }
 
 
 def _find_key(tree: object, key: str, where: str = "") -> list[tuple[str, object]]:
@@ -270,11 +364,140 @@ def _validate_calibration(calibration: object, where: str) -> dict[str, Any] | N
             f"{where}: calibration 'threshold' must be a finite number, "
             f"got {calibration['threshold']!r}"
         )
+    if "thresholds" in calibration:
+        _check_thresholds(calibration["thresholds"], where)
+    if "gate" in calibration:
+        _check_gate_section(calibration, where)
     try:
         json.dumps(calibration, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise BundleError(f"{where}: calibration is not strict JSON: {e}") from e
     return dict(calibration)
+
+
+def _check_thresholds(thresholds: object, where: str) -> None:
+    """SLOW/STOP thresholds the gate can act on: finite, ``0 <= slow <= stop < 1``.
+
+    Why ``< 1``: the risk is a rank in [0, 1] and the gate alarms on risk *above* a threshold,
+    so a threshold of 1 is a level that can never trigger (an uncertifiable calibration used
+    to store ``stop: 1.0`` and report success)."""
+    if not isinstance(thresholds, Mapping):
+        raise BundleError(f"{where}: calibration 'thresholds' must be an object")
+    values = {}
+    for key in ("slow", "stop"):
+        v = thresholds.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise BundleError(
+                f"{where}: calibration thresholds['{key}'] must be a finite number, got {v!r}"
+            )
+        if v >= 1.0:
+            raise BundleError(
+                f"{where}: calibration thresholds['{key}'] = {v!r} >= 1: {key.upper()} can never "
+                "trigger (the risk never exceeds 1); re-run `world-monitor calibrate` with data "
+                "that can certify the rate"
+            )
+        if v < 0.0:
+            raise BundleError(
+                f"{where}: calibration thresholds['{key}'] must be in [0, 1), got {v!r}"
+            )
+        values[key] = float(v)
+    if values["slow"] > values["stop"]:
+        raise BundleError(
+            f"{where}: calibration thresholds are inverted: slow {values['slow']!r} > stop "
+            f"{values['stop']!r}"
+        )
+
+
+def _check_gate_section(calibration: Mapping[str, Any], where: str) -> None:
+    """The ``gate`` section holds only keys the gate honours, with values it accepts."""
+    from world_monitor.runtime.gate import GateConfig, check_calibration_gate_section
+
+    try:
+        section = check_calibration_gate_section(calibration["gate"])
+        thresholds = calibration.get("thresholds") or {}
+        GateConfig(
+            slow_threshold=float(thresholds.get("slow", 0.5)),
+            stop_threshold=float(thresholds.get("stop", 0.5)),
+            **section,
+        )
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{where}: calibration 'gate' section: {e}") from e
+
+
+def _nesting_ok(tree: object, limit: int = MAX_NESTING) -> bool:
+    """Whether ``tree`` nests lists/mappings at most ``limit`` deep (iterative: no recursion)."""
+    stack: list[tuple[object, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth >= limit:
+            return False
+        stack.extend((c, depth + 1) for c in children)
+    return True
+
+
+def _read_text(path: Path) -> str:
+    """A bundle text file, bounded: size checked before reading, strict UTF-8."""
+    limit = MAX_FILE_BYTES.get(path.name, 1 << 20)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise BundleError(f"{path}: too large ({size} bytes > the {limit}-byte limit)")
+        data = path.read_bytes()
+    except OSError as e:
+        raise BundleError(f"{path}: unreadable ({e})") from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{path}: not valid UTF-8 ({e})") from e
+
+
+def _parse_json(path: Path) -> object:
+    try:
+        obj = json.loads(_read_text(path))
+    except RecursionError:
+        obj = None
+        deep = True
+    except ValueError as e:  # JSONDecodeError, and int-size limits
+        raise BundleError(f"{path}: not valid JSON ({e})") from e
+    else:
+        deep = not _nesting_ok(obj)
+    if deep:
+        raise BundleError(f"{path}: nested too deeply (more than {MAX_NESTING} levels)")
+    return obj
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases (bundle configs never use them)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            what = "an alias" if isinstance(event, yaml.AliasEvent) else "an anchor"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{what} (&/*) is not allowed in a bundle config", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _parse_yaml(path: Path) -> object:
+    text = _read_text(path)
+    try:
+        obj = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise BundleError(
+            f"{path}: nested too deeply (more than {MAX_NESTING} levels)"
+        ) from None
+    except yaml.YAMLError as e:
+        raise BundleError(f"{path}: not valid YAML ({e})") from e
+    if not _nesting_ok(obj):
+        raise BundleError(f"{path}: nested too deeply (more than {MAX_NESTING} levels)")
+    return obj
 
 
 def _plain_config(config: object) -> dict[str, Any]:
@@ -355,12 +578,16 @@ def save_bundle(
     training_command: str,
     seed: int,
     calibration: Mapping[str, Any] | None = None,
+    action_range: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a bundle directory (built in a temp sibling, then renamed into place) and return it.
 
     The written bundle is re-validated with :func:`load_bundle` before the rename, so an
     inconsistent manifest/config is rejected at save time rather than on the robot.
+    ``action_range`` (manifest field, module docstring) defaults to the one derived from
+    ``config['action_normalizer']``; a bundle with neither is refused: the gate could not tell
+    an absurd command from a normal one.
     """
     out = Path(path)
     if out.exists() and not overwrite:
@@ -371,6 +598,14 @@ def save_bundle(
     try:
         cfg = _plain_config(config)
         calibration = _validate_calibration(calibration, "save_bundle")
+        if action_range is None:
+            action_range = action_range_from_normalizer(cfg.get("action_normalizer"))
+        if action_range is None:
+            raise BundleError(
+                "save_bundle: cannot write a bundle without an action range: pass "
+                "action_range= or a config whose action_normalizer records min/max"
+            )
+        ranged = _check_action_range(dict(action_range), int(action_dim), "save_bundle")
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(cfg, sort_keys=True), encoding="utf-8")
         flat = _flatten_weights(state_dicts)
         # one metadata key only: safetensors writes metadata in hash-map order, so several keys
@@ -393,6 +628,7 @@ def save_bundle(
             "package_version": _package_version(),
             "training_command": str(training_command),
             "seed": int(seed),
+            "action_range": ranged,
             "hashes": {f: _sha256(tmp / f) for f in HASHED_FILES},
         }
         _write_json(tmp / MANIFEST_FILE, manifest)
@@ -418,11 +654,7 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     for fname in (MANIFEST_FILE, *HASHED_FILES):
         if not (root / fname).is_file():
             raise BundleError(f"bundle {root}: missing file {fname}")
-    try:
-        manifest = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{root / MANIFEST_FILE}: not valid JSON ({e})") from e
-    return _validate_manifest(manifest)
+    return _validate_manifest(_parse_json(root / MANIFEST_FILE))
 
 
 def _verify_hashes(
@@ -445,18 +677,35 @@ def load_bundle(path: str | Path) -> Bundle:
     root = Path(path)
     manifest = _read_manifest(root)
     _verify_hashes(root, manifest)
-    try:
-        config = yaml.safe_load((root / CONFIG_FILE).read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise BundleError(f"{root / CONFIG_FILE}: not valid YAML ({e})") from e
+    config = _parse_yaml(root / CONFIG_FILE)
     if not isinstance(config, dict):
         raise BundleError(f"{root / CONFIG_FILE}: must be a mapping, got {type(config).__name__}")
     _check_consistency(manifest, config)
-    try:
-        calibration = json.loads((root / CALIBRATION_FILE).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{root / CALIBRATION_FILE}: not valid JSON ({e})") from e
+    calibration = _parse_json(root / CALIBRATION_FILE)
     calibration = _validate_calibration(calibration, str(root / CALIBRATION_FILE))
+    action_range = manifest.get("action_range")
+    if action_range is None:
+        action_range = action_range_from_normalizer(config.get("action_normalizer"))
+        if action_range is not None:
+            action_range["source"] = f"derived at load (older bundle): {action_range['source']}"
+            try:
+                _check_action_range(action_range, manifest["action_dim"], str(root / CONFIG_FILE))
+            except BundleError as e:
+                raise BundleError(f"{e} (derived: the manifest has no action_range)") from None
+            logger.warning(
+                "%s: manifest has no action_range (older bundle); using the training range "
+                "from %s's action_normalizer with a %g margin",
+                root,
+                CONFIG_FILE,
+                ACTION_RANGE_MARGIN,
+            )
+        else:
+            logger.warning(
+                "%s: manifest has no action_range and %s has no action_normalizer min/max: a "
+                "Monitor will refuse this bundle",
+                root,
+                CONFIG_FILE,
+            )
     try:
         flat = load_file(str(root / WEIGHTS_FILE))
     except (SafetensorError, OSError) as e:
@@ -487,6 +736,7 @@ def load_bundle(path: str | Path) -> Bundle:
         manifest=manifest,
         calibration=calibration,
         state_dicts=state_dicts,
+        action_range=None if action_range is None else dict(action_range),
     )
 
 

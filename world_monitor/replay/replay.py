@@ -6,7 +6,7 @@ So replay drives the same :class:`~world_monitor.runtime.session.MonitorSession`
 in recorded time order, streaming (one message in memory at a time), and writes:
 
 * ``OUT/`` -- a rosbag2 directory with one MCAP file: the input topics copied verbatim plus
-  ``/world_monitor/lock`` (std_msgs/Bool, heartbeat + on every decision), ``/world_monitor/risk``
+  ``/world_monitor/lock`` (std_msgs/Bool, heartbeat + at once when a decision changes it), ``/world_monitor/risk``
   (std_msgs/Float32), ``/world_monitor/heatmap`` (sensor_msgs/Image rgb8, the camera's header)
   and ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), all at recorded log times, so it
   plays with ``ros2 bag play OUT`` and opens in Foxglove;
@@ -24,6 +24,11 @@ Semantics vs the live node (the differences are deliberate and the only ones):
   chunk arriving while the worker is busy replaces the pending one (counted as superseded).
 * **Transport**: no message is lost to QoS; the order is the recorded order (log time). Header
   stamps are still checked per stream (out-of-order stamps are rejected and close the gate).
+  A zero header stamp ("unset" in ROS) falls back to the message's log time, which *is* the
+  replay clock; the node has no such clock and rejects it (``stamp_source``).
+* **Camera frames** of another size than the bundle's are prepared by the same declared
+  transform as in the node (``image_resize``, ``crop_roi``:
+  :mod:`world_monitor.data.frame_prep`); the heatmap is mapped back to the camera's size.
 * **The gate does not act on the recording**: the recorded robot ran unmodified, so a SLOW/STOP
   does not tell the monitor that its last rollouts stopped describing the robot's motion
   (``commands_follow_gate=False``); the node, whose relay or lock does act, does tell it. Only
@@ -55,7 +60,9 @@ from tqdm.auto import tqdm
 from world_monitor.data.bag.codec import IMAGE, get_store
 from world_monitor.data.bag.errors import BagError
 from world_monitor.data.bag.export import _rename_storage
+from world_monitor.data.bag.integrity import CORRUPT_CHUNK, CorruptChunk, ReadStats, iter_messages
 from world_monitor.data.bag.scan import open_reader, pick_topics, topic_table
+from world_monitor.data.frame_prep import RESIZE_MODES, FramePrep, FramePrepError, parse_roi
 from world_monitor.ros.convert import (
     BOOL,
     DIAG_ARRAY,
@@ -106,6 +113,14 @@ MONITOR_TOPICS: dict[str, str] = {
     DIAGNOSTICS_TOPIC: DIAG_ARRAY,
 }
 DIAG_NAME = "world_monitor: gate"
+#: a gap in log time longer than this is a *clock gap* (robots without an RTC jump by years
+#: when NTP syncs; recordings pause): the heartbeat runs normally for this long after the last
+#: message -- every watchdog timeout (~1 s) fires on the recorded clock as it would on the
+#: robot -- then jumps, phase-locked, to the message after the gap. So heartbeat work is
+#: bounded by messages x (this / heartbeat period), never by the length of the gap.
+GAP_SIMULATED_S = 5.0
+#: gaps listed in the summary (all are counted)
+GAP_EXAMPLES = 10
 SEMANTICS = (
     "recorded log time is the clock; heartbeat and diagnostics run at their rates on it; "
     "decisions are synchronous (complete at the triggering message's log time, never skipped)"
@@ -147,6 +162,8 @@ def replay_bag(
     session_config: SessionConfig | None = None,
     heartbeat_rate_hz: float = 10.0,
     diagnostics_rate_hz: float = 1.0,
+    image_resize: str = "stretch",
+    crop_roi: tuple[int, int, int, int] | None = None,
     distro: str = "jazzy",
     write_bag: bool = True,
     overwrite: bool = False,
@@ -165,6 +182,9 @@ def replay_bag(
         session_config: decision policy (default: one decision per chunk).
         heartbeat_rate_hz: lock heartbeat + watchdog rate on the recorded clock.
         diagnostics_rate_hz: ``/diagnostics`` rate on the recorded clock.
+        image_resize, crop_roi: how camera frames of another size become the bundle's input
+            (:class:`~world_monitor.data.frame_prep.FramePrep`; the node's parameters
+            ``image_resize`` / ``image_crop_roi``).
         write_bag: ``False`` only computes the summary (nothing written).
         overwrite: replace an existing ``out``.
 
@@ -178,6 +198,9 @@ def replay_bag(
     ):
         if not rate > 0:
             raise ValueError(f"{name} must be > 0, got {rate}")
+    prep_args = (image_resize, parse_roi(crop_roi))  # FramePrepError before any work
+    if image_resize not in RESIZE_MODES:
+        raise FramePrepError(f"image_resize must be one of {'|'.join(RESIZE_MODES)}")
     out_path = Path(out) if out is not None else _default_out(path)
     if write_bag and out_path.exists() and not overwrite:
         raise BagError(out_path, "output exists already (pass overwrite to replace it)")
@@ -208,6 +231,7 @@ def replay_bag(
             distro,
             int(round(1e9 / heartbeat_rate_hz)),
             int(round(1e9 / diagnostics_rate_hz)),
+            FramePrep(tuple(int(v) for v in monitor.image_size), *prep_args),
         )
         tmp = out_path.with_name(out_path.name + ".partial")
         if write_bag:
@@ -254,8 +278,10 @@ class _Replay:
         distro: str,
         heartbeat_ns: int,
         diagnostics_ns: int,
+        frame_prep: FramePrep,
     ) -> None:
         self.path = path
+        self.frame_prep = frame_prep
         self.reader = reader
         self.topics = topics
         self.img_topic = img_topic
@@ -277,6 +303,11 @@ class _Replay:
         self.last_ns: int | None = None
         self.next_hb: int | None = None
         self.next_diag: int | None = None
+        self.clock_ns: int | None = None  # the log time the timers have been run up to
+        self.gap_ns = int(GAP_SIMULATED_S * 1e9)
+        self.gaps: list[dict[str, Any]] = []
+        self.n_gaps = 0
+        self.integrity = ReadStats()
         self.n_read = 0
         self.lock_log: list[tuple[float, bool]] = []
 
@@ -331,18 +362,66 @@ class _Replay:
         if a is not None and a.confidence_map is not None and res.image_hw is not None:
             try:
                 rgb = heatmap_rgb(a.confidence_map, res.image_hw)
-                header = res.tag if res.tag is not None else header_msg(self.factory, a.stamp)
+                header, camera_hw = res.tag if res.tag is not None else (None, None)
+                if camera_hw is not None:
+                    rgb = self.frame_prep.map_back(rgb, camera_hw)
+                if header is None:
+                    header = header_msg(self.factory, a.stamp)
                 self._write(HEATMAP_TOPIC, IMAGE, image_msg(self.factory, rgb, header), log_ns)
             except Exception as exc:  # noqa: BLE001 -- a bad map must not stop the replay
                 logger.warning("heatmap at %.3f failed: %s", a.stamp, exc)
-        self._publish_lock(res.status.lock, log_ns)  # publish on change too, like the node
+        if not self.lock_log or self.lock_log[-1][1] != bool(res.status.lock):
+            self._publish_lock(res.status.lock, log_ns)  # a change at once, like the node
 
     # ---- clock ----------------------------------------------------------------------------
 
     def _advance_to(self, log_ns: int) -> None:
-        """Run the heartbeat and diagnostics timers up to and including ``log_ns``."""
+        """Run the heartbeat and diagnostics timers up to and including ``log_ns``.
+
+        Across a clock gap (> :data:`GAP_SIMULATED_S` since the previous message) the timers
+        run for the first ``GAP_SIMULATED_S`` only, then skip to the last period at or before
+        ``log_ns``; that heartbeat sees the inputs from before the gap, so the gap shows as a
+        stale-input STOP, and it is recorded once in the summary (``clock.gaps``).
+        """
         if self.first_ns is None:
             self.first_ns = self.next_hb = self.next_diag = log_ns
+        prev = self.clock_ns if self.clock_ns is not None else log_ns
+        self.clock_ns = max(prev, log_ns)
+        if log_ns - prev > self.gap_ns:
+            self._run_timers(prev + self.gap_ns)
+            assert self.next_hb is not None and self.next_diag is not None
+            skipped = max(0, (log_ns - self.next_hb) // self.heartbeat_ns)
+            self.next_hb += skipped * self.heartbeat_ns
+            self.next_diag += max(0, (log_ns - self.next_diag) // self.diagnostics_ns) * (
+                self.diagnostics_ns
+            )
+            self._run_timers(log_ns)
+            st = self.session.status()
+            self.n_gaps += 1
+            gap = {
+                "start": prev * 1e-9,
+                "end": log_ns * 1e-9,
+                "seconds": (log_ns - prev) * 1e-9,
+                "heartbeats_skipped": int(skipped),
+                "lock": bool(st.lock),
+                "reason": str(st.reasons[0]) if st.reasons else None,
+            }
+            if len(self.gaps) < GAP_EXAMPLES:
+                self.gaps.append(gap)
+            log = logger.warning if self.n_gaps == 1 else logger.debug
+            log(
+                "%s: log time jumps %.3f s (%.3f -> %.3f); heartbeat skipped the gap, gate %s",
+                self.path,
+                gap["seconds"],
+                gap["start"],
+                gap["end"],
+                gap["reason"],
+            )
+            return
+        self._run_timers(log_ns)
+
+    def _run_timers(self, log_ns: int) -> None:
+        """Fire every heartbeat and diagnostics period due at or before ``log_ns``."""
         assert self.next_hb is not None and self.next_diag is not None
         while self.next_hb <= log_ns or self.next_diag <= log_ns:
             if self.next_hb <= self.next_diag:
@@ -374,11 +453,19 @@ class _Replay:
         try:
             msg = self._deserialize(raw, conn.msgtype, IMAGE_STREAM)
             rgb, enc = image_from_msg(msg, conn.msgtype)
+            camera_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+            prepared = self.frame_prep.prepare(rgb)
         except ConversionError as err:
             self._reject(IMAGE_STREAM, err, index, now)
             return
+        except FramePrepError as exc:
+            err = ConversionError(Reason.invalid_image, "image_prep", str(exc))
+            self._reject(IMAGE_STREAM, err, index, now)
+            return
         stamp = stamp_of(msg)
-        self.session.on_image(rgb, now if stamp is None else stamp, enc, tag=msg.header)
+        self.session.on_image(
+            prepared, now if stamp is None else stamp, enc, tag=(msg.header, camera_hw)
+        )
 
     def _on_actions(self, conn: Any, raw: bytes, now: float, index: int) -> None:
         try:
@@ -403,7 +490,11 @@ class _Replay:
         prev_ns: int | None = None
         bar = tqdm(total=total, desc=f"replay {self.path.name}", unit="msg", disable=not progress)
         try:
-            for conn, log_ns, raw in self.reader.messages():
+            for item in iter_messages(self.reader, self.path, self.integrity):
+                if isinstance(item, CorruptChunk):
+                    prev_ns = self._on_corrupt(item, prev_ns, bar)
+                    continue
+                conn, log_ns, raw = item
                 self.n_read += 1
                 bar.update(1)
                 if prev_ns is not None and log_ns < prev_ns:
@@ -445,6 +536,34 @@ class _Replay:
             self._publish_lock(st.lock, self.last_ns)
             self._publish_diagnostics(self.last_ns)
 
+    def _on_corrupt(self, chunk: CorruptChunk, prev_ns: int | None, bar: Any) -> int | None:
+        """Count every message of a chunk that failed its CRC as rejected (``corrupt_chunk``)
+        at the chunk's start time: on the image/action topics through the session, so the gate
+        closes exactly as for any other unusable input; elsewhere as ignored. The messages are
+        not copied to the output. Unknown counts (message index damaged too) stay unread, so
+        the end-of-bag count check raises :class:`BagError`."""
+        if not chunk.counts_known:
+            return prev_ns
+        log_ns = chunk.start_ns if prev_ns is None else max(chunk.start_ns, prev_ns)
+        self.last_ns = log_ns
+        self._advance_to(log_ns)
+        now = log_ns * 1e-9
+        streams = {self.img_topic: IMAGE_STREAM, self.act_topic: ACTIONS}
+        for conn, n in chunk.counts:
+            self.n_read += n
+            bar.update(n)
+            self.not_copied[conn.topic] += n
+            stream = streams.get(conn.topic)
+            for _ in range(n):
+                index = self.by_topic[conn.topic]
+                self.by_topic[conn.topic] += 1
+                if stream is None:
+                    self.ignored[conn.topic] += 1
+                    continue
+                reason = Reason.invalid_image if stream == IMAGE_STREAM else Reason.invalid_actions
+                self._reject(stream, ConversionError(reason, CORRUPT_CHUNK, chunk.detail), index, now)
+        return log_ns
+
     # ---- summary --------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
@@ -478,7 +597,9 @@ class _Replay:
                 "start": start,
                 "end": end,
                 "duration": None if start is None or end is None else end - start,
+                "gaps": {"count": self.n_gaps, "examples": list(self.gaps)},
             },
+            "integrity": self.integrity.to_dict(),
             "messages": {
                 "read": self.n_read,
                 "by_topic": {

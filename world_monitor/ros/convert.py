@@ -160,19 +160,25 @@ def stamp_of(msg: Any) -> float | None:
     return ns * 1e-9 if ns else None
 
 
-def image_from_msg(msg: Any, msgtype: str = IMAGE) -> tuple[np.ndarray, str]:
+def image_from_msg(
+    msg: Any, msgtype: str = IMAGE, max_pixels: int | None = None
+) -> tuple[np.ndarray, str]:
     """sensor_msgs/Image (rgb8, bgr8, mono8, rgba8, bgra8; any ``step`` padding) or
     CompressedImage (png/jpeg) -> ``(uint8 [H, W, 3] RGB, "rgb8")``.
 
     The encoding is normalised here (mono8 replicated to 3 channels, bgr reordered), so the
     session always receives rgb8. Anything else (16UC1, 32FC1, bayer, ...) raises
-    :class:`ConversionError` with ``Reason.invalid_image``.
+    :class:`ConversionError` with ``Reason.invalid_image``. A frame over ``max_pixels``
+    (default :data:`~world_monitor.data.bag.codec.MAX_IMAGE_PIXELS`, 4096 x 4096) is refused
+    (``too_large``) from its header, before decoding: the node's image callback must not spend
+    seconds on one hostile PNG. The bundle's input size is not checked here (frames are
+    resized to it afterwards), only this budget.
     """
     try:
         if msgtype == COMPRESSED:
-            return decode_compressed_image(_with_ndarray_data(msg)), "rgb8"
+            return decode_compressed_image(_with_ndarray_data(msg), max_pixels), "rgb8"
         if msgtype == IMAGE:
-            return decode_image(_with_ndarray_data(msg)), "rgb8"
+            return decode_image(_with_ndarray_data(msg), max_pixels), "rgb8"
     except Rejected as rej:
         raise ConversionError(Reason.invalid_image, rej.reason, rej.detail) from None
     except Exception as exc:  # noqa: BLE001 -- a malformed message may fail anywhere

@@ -19,6 +19,24 @@ offline replay. Decisions run on a worker thread, so slow inference never blocks
 subscription callbacks; a chunk arriving while the worker is busy makes the next decision use
 the newest chunk (the older unused one is counted as superseded).
 
+Threads and callback groups (why: measured on a loaded 2-core machine, a single-threaded
+executor let image callbacks delay the heartbeat by up to 862 ms, past twist_mux's usual 0.5 s
+lock timeout): the heartbeat + watchdog timer, the diagnostics timer, the camera/chunk
+subscriptions and the relay each have their own mutually exclusive callback group, and
+:func:`main` spins a :class:`~rclpy.executors.MultiThreadedExecutor`, so no callback waits for
+another group's. ``~/lock`` is published by the heartbeat at ``heartbeat_rate_hz``; a decision
+that *changes* the lock publishes it at once and restarts the heartbeat period, so the rate
+stays the heartbeat's while a STOP reaches twist_mux without waiting for the next beat.
+
+Camera frames of any size are prepared for the bundle by one declared transform
+(``image_resize``, ``image_crop_roi``; :mod:`world_monitor.data.frame_prep`), and the heatmap is
+mapped back onto the camera's resolution and header. Input times come from header stamps
+(``stamp_source: header``; a zero stamp means "unset" in ROS and is rejected, counted, as
+``invalid_stamp``) or from the node clock on arrival (``stamp_source: receive_time``).
+
+Shutdown: ``rclpy`` is initialised without its own signal handlers; SIGINT/SIGTERM publish the
+closing ``lock=true`` while the context is still valid, then shut the context down.
+
 Topics: subscribes ``image`` (Image or CompressedImage, ``image_transport`` parameter),
 ``action_chunk`` (JointTrajectory or Float32MultiArray, ``action_msg_type``), ``cmd_in`` (relay);
 publishes ``~/lock`` (Bool heartbeat, true = stop; a twist_mux lock), ``~/risk`` (Float32),
@@ -29,20 +47,28 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import signal
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
-from rclpy.executors import ExternalShutdownException
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 
 from world_monitor.data.bag.codec import COMPRESSED, FLOAT_ARRAY, IMAGE, TRAJECTORY
+from world_monitor.data.frame_prep import FramePrep, FramePrepError
 from world_monitor.ros.convert import (
     ConversionError,
     actions_from_msg,
@@ -76,9 +102,17 @@ from world_monitor.runtime.session import (
     SessionConfig,
     gate_config_for,
 )
-from world_monitor.runtime.types import Decision
+from world_monitor.runtime.types import Decision, Reason
 
-__all__ = ["PARAMETERS", "WorldMonitorNode", "main", "validate_parameters"]
+__all__ = [
+    "PARAMETERS",
+    "RateMeter",
+    "WorldMonitorNode",
+    "main",
+    "make_executor",
+    "spin_until_signal",
+    "validate_parameters",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +142,44 @@ def slow_action_scale(params: dict[str, Any]) -> float | None:
     return float(params["slow_scale"]) if params["relay_msg_type"] == "Twist" else 1.0
 
 
+class RateMeter:
+    """Arrival rate of one stream over its last ``window`` messages (for ``/diagnostics``).
+
+    Why not a counter divided by uptime: an operator wants to see a camera that dropped from
+    30 Hz to 3 Hz *now*; a stream silent for longer than its mean gap decays towards 0.
+    """
+
+    def __init__(self, window: int = 50) -> None:
+        self._times: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()
+
+    def tick(self, t: float | None = None) -> None:
+        with self._lock:
+            self._times.append(time.monotonic() if t is None else t)
+
+    def rate_hz(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = list(self._times)
+        if len(times) < 2:
+            return 0.0
+        span = max(times[-1] - times[0], 1e-9)
+        mean_gap = span / (len(times) - 1)
+        # a stream that went quiet: count the silence as one more (growing) gap
+        silence = now - times[-1]
+        if silence > mean_gap:
+            return (len(times) - 1) / (span + silence)
+        return (len(times) - 1) / span
+
+
+def default_engine_dir() -> Path:
+    """Where the node caches ONNX exports / TensorRT plans when ``engine_file_path`` is empty:
+    ``$ROS_HOME/world_monitor/engines`` (``~/.ros/...``), like ROS's own logs, rather than
+    ``engines/`` under whatever directory ``ros2 launch`` happened to be started in."""
+    ros_home = os.environ.get("ROS_HOME") or str(Path.home() / ".ros")
+    return Path(ros_home) / "world_monitor" / "engines"
+
+
 def default_monitor_factory(params: dict[str, Any], cfg: Any) -> MonitorLike:
     """Load the bundle through ``world_monitor.runtime.monitor.load_monitor``.
 
@@ -118,7 +190,7 @@ def default_monitor_factory(params: dict[str, Any], cfg: Any) -> MonitorLike:
     from world_monitor.runtime.monitor import load_monitor
 
     extra: dict[str, Any] = {
-        "engine_file_path": params["engine_file_path"] or None,
+        "engine_file_path": params["engine_file_path"] or str(default_engine_dir()),
         "force_engine_update": params["force_engine_update"],
         "enable_fp16": params["enable_fp16"],
         "config": cfg,
@@ -157,12 +229,28 @@ class WorldMonitorNode(LifecycleNode):
                 self.declare_parameter(name, default, descriptor)
         self.params: dict[str, Any] = {}
         self.session: MonitorSession | None = None
+        self.frame_prep: FramePrep | None = None
         self._msgs = rclpy_factory()
+        # NB: rclpy's Node keeps its own state in _timers, _subscriptions, _publishers, ...:
+        # never assign those names here (assigning _timers once silenced /diagnostics).
         self._pubs: dict[str, Any] = {}
-        self._subs: list[Any] = []
-        self._timers: list[Any] = []
+        self._input_subs: list[Any] = []
+        self._activity_timers: list[Any] = []
+        self._heartbeat_timer: Any = None
         self._updater: Any = None
         self._diag_timer: Any = None
+        self._heartbeat_group = MutuallyExclusiveCallbackGroup()
+        self._diagnostics_group = MutuallyExclusiveCallbackGroup()
+        self._input_group = MutuallyExclusiveCallbackGroup()
+        self._relay_group = MutuallyExclusiveCallbackGroup()
+        self._last_lock: bool | None = None
+        self.rates = {
+            IMAGE_STREAM: RateMeter(),
+            ACTIONS: RateMeter(),
+            "lock": RateMeter(),
+            "decisions": RateMeter(),
+        }
+        self.camera_hw: tuple[int, int] | None = None
         self._active = False
         self._wake = threading.Event()
         self._stop = threading.Event()  # replaced per activation (an old worker keeps its own)
@@ -235,6 +323,16 @@ class WorldMonitorNode(LifecycleNode):
             self.configure_error = f"{type(exc).__name__}: {exc}"
             self.get_logger().error(f"configure failed: {self.configure_error}")
             return TransitionCallbackReturn.FAILURE
+        try:
+            self.frame_prep = FramePrep(
+                tuple(int(v) for v in monitor.image_size),
+                params["image_resize"],
+                tuple(params["image_crop_roi"]) or None,
+            )
+        except FramePrepError as exc:
+            self.configure_error = f"image preparation: {exc}"
+            self.get_logger().error(f"configure failed: {self.configure_error}")
+            return TransitionCallbackReturn.FAILURE
         self.configure_error = None
         self.params = params
         from geometry_msgs.msg import Twist
@@ -255,7 +353,9 @@ class WorldMonitorNode(LifecycleNode):
         heatmap_rgb(np.ones((1, 1, 2, 2), np.float32), (2, 2))  # warm up (imports) off the loop
         self.get_logger().info(
             f"configured: backend {monitor.backend_name!r}, context {monitor.context_length}, "
-            f"horizon {monitor.horizon}, action dim {monitor.action_dim}, image {monitor.image_size}"
+            f"horizon {monitor.horizon}, action dim {monitor.action_dim}, image "
+            f"{monitor.image_size} (camera frames: {self.frame_prep.describe()}), stamps from "
+            f"{params['stamp_source']}"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -273,20 +373,39 @@ class WorldMonitorNode(LifecycleNode):
             JointTrajectory if p["action_msg_type"] == "JointTrajectory" else Float32MultiArray
         )
         act_name = TRAJECTORY if act_type is JointTrajectory else FLOAT_ARRAY
-        self._subs = [
+        self._input_subs = [
             self.create_subscription(
-                img_type, "image", lambda m: self._on_image(m, img_name), qos_profile_sensor_data
+                img_type,
+                "image",
+                lambda m: self._on_image(m, img_name),
+                qos_profile_sensor_data,
+                callback_group=self._input_group,
             ),
             self.create_subscription(
-                act_type, "action_chunk", lambda m: self._on_actions(m, act_name), 10
+                act_type,
+                "action_chunk",
+                lambda m: self._on_actions(m, act_name),
+                10,
+                callback_group=self._input_group,
             ),
         ]
         if p["relay_enabled"]:
             relay_type = Twist if p["relay_msg_type"] == "Twist" else JointTrajectory
-            self._subs.append(self.create_subscription(relay_type, "cmd_in", self._on_cmd, 10))
-        self._timers = [self.create_timer(1.0 / p["heartbeat_rate_hz"], self._heartbeat)]
+            self._input_subs.append(
+                self.create_subscription(
+                    relay_type, "cmd_in", self._on_cmd, 10, callback_group=self._relay_group
+                )
+            )
+        self._heartbeat_timer = self.create_timer(
+            1.0 / p["heartbeat_rate_hz"], self._heartbeat, callback_group=self._heartbeat_group
+        )
+        self._activity_timers = [self._heartbeat_timer]
         if p["decision_rate_hz"] > 0:
-            self._timers.append(self.create_timer(1.0 / p["decision_rate_hz"], self._wake.set))
+            self._activity_timers.append(
+                self.create_timer(
+                    1.0 / p["decision_rate_hz"], self._wake.set, callback_group=self._input_group
+                )
+            )
         self._stop = threading.Event()
         self._worker = threading.Thread(
             target=self._work, args=(self._stop,), name="world_monitor_decide", daemon=True
@@ -294,6 +413,7 @@ class WorldMonitorNode(LifecycleNode):
         self._worker.start()
         with self._pub_lock:
             self._active = True
+            self._last_lock = None
         self._heartbeat()  # first lock message right away: closed until the first decision
         return super().on_activate(state)
 
@@ -313,6 +433,7 @@ class WorldMonitorNode(LifecycleNode):
         # the diagnostic_updater (if used) lives as long as the node: it declares a parameter
         # and owns its timer, so it is created once and reports "not configured" meanwhile
         self.session = None
+        self.frame_prep = None
         self.params = {}
         return TransitionCallbackReturn.SUCCESS
 
@@ -327,6 +448,12 @@ class WorldMonitorNode(LifecycleNode):
         self._deactivate_outputs()
         self._teardown_activity()
 
+    def close_lock(self, why: str) -> None:
+        """Publish the closing ``lock=true`` now and stop output publishing (signal handlers
+        call this while the rclpy context is still valid; idempotent)."""
+        self.get_logger().warning(f"closing the lock: {why}")
+        self._deactivate_outputs()
+
     def _deactivate_outputs(self) -> None:
         """Publish ``lock=true`` as the last lock message and stop all output publishing."""
         with self._pub_lock:
@@ -335,12 +462,13 @@ class WorldMonitorNode(LifecycleNode):
                 self._publish_lock(True)
 
     def _teardown_activity(self) -> None:
-        for sub in self._subs:
+        for sub in self._input_subs:
             self.destroy_subscription(sub)
-        self._subs = []
-        for t in self._timers:
+        self._input_subs = []
+        for t in self._activity_timers:
             self.destroy_timer(t)
-        self._timers = []
+        self._activity_timers = []
+        self._heartbeat_timer = None
         self._stop.set()
         self._wake.set()
         if self._worker is not None and self._worker is not threading.current_thread():
@@ -359,7 +487,9 @@ class WorldMonitorNode(LifecycleNode):
             from diagnostic_msgs.msg import DiagnosticArray
 
             self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-            self._diag_timer = self.create_timer(period, self._publish_diagnostics)
+            self._diag_timer = self.create_timer(
+                period, self._publish_diagnostics, callback_group=self._diagnostics_group
+            )
             return
         self._updater = Updater(self, period=period)
         self._updater.setHardwareID("world_monitor")
@@ -370,20 +500,40 @@ class WorldMonitorNode(LifecycleNode):
         if self.session is None:
             stat.summary(bytes([3]), "not configured")
             return stat
-        level, message, values = self.session.diagnostics()
-        if not self._active:
-            level, message = 3, f"inactive (lifecycle); last: {message}"
+        level, message, values = self.diagnostics()
         stat.summary(bytes([level]), message)
         for k, v in values:
             stat.add(k, v)
         return stat
 
+    def diagnostics(self) -> tuple[int, str, list[tuple[str, str]]]:
+        """The session's status plus what only the node knows: measured input, decision and
+        heartbeat rates, the camera resolution and how frames are prepared, the relay counts."""
+        session = self.session
+        if session is None:
+            return 3, "not configured", []
+        level, message, values = session.diagnostics()
+        if not self._active:
+            level, message = 3, f"inactive (lifecycle); last: {message}"
+        now = time.monotonic()
+        for name, meter in self.rates.items():
+            key = f"inputs.{name}.rate_hz" if name in (IMAGE_STREAM, ACTIONS) else f"{name}_rate_hz"
+            values.append((key, f"{meter.rate_hz(now):.2f}"))
+        # decisions the worker never made: a chunk replaced while the previous one waited
+        acc = session.accounting.to_dict().get(ACTIONS, {})
+        values.append(("decisions.superseded_chunks", str(acc.get("superseded", 0))))
+        cam = "none yet" if self.camera_hw is None else f"{self.camera_hw[1]}x{self.camera_hw[0]}"
+        values.append(("camera_resolution", cam))
+        values.append(("image_prep", self.frame_prep.describe() if self.frame_prep else "none"))
+        values.append(("stamp_source", str(self.params.get("stamp_source", ""))))
+        for k, v in self.relay_counts.items():
+            values.append((f"relay.{k}", str(v)))
+        return level, message, values
+
     def _publish_diagnostics(self) -> None:
         if self.session is None or "diagnostics" not in self._pubs:
             return
-        level, message, values = self.session.diagnostics()
-        if not self._active:
-            level, message = 3, f"inactive (lifecycle); last: {message}"
+        level, message, values = self.diagnostics()
         msg = diagnostic_array_msg(
             self._msgs,
             header_msg(self._msgs, self._now()),
@@ -398,21 +548,43 @@ class WorldMonitorNode(LifecycleNode):
         if session is None or not self._active:
             return
         now = self._now()
+        self.rates[IMAGE_STREAM].tick()
+        if self.params["stamp_source"] == "receive_time":
+            stamp: float | None = now
+        else:
+            stamp = stamp_of(msg)
+            if stamp is None:
+                session.reject_input(
+                    IMAGE_STREAM,
+                    Reason.invalid_stamp,
+                    "zero header stamp (unset): stamp the camera images, play recordings with "
+                    "`world-monitor play --restamp` (or --clock and use_sim_time), or set "
+                    "stamp_source:=receive_time",
+                    now,
+                )
+                return
         try:
             rgb, enc = image_from_msg(msg, msgtype)
+            self.camera_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+            prepared = self.frame_prep.prepare(rgb) if self.frame_prep is not None else rgb
         except ConversionError as err:
             session.reject_input(IMAGE_STREAM, err.reason, f"{err.kind}: {err.detail}", now)
             return
-        stamp = stamp_of(msg)
-        session.on_image(rgb, now if stamp is None else stamp, enc, tag=msg.header)
+        except FramePrepError as err:
+            session.reject_input(IMAGE_STREAM, Reason.invalid_image, f"image_prep: {err}", now)
+            return
+        session.on_image(prepared, stamp, enc, tag=(msg.header, self.camera_hw))
 
     def _on_actions(self, msg: Any, msgtype: str) -> None:
         session = self.session
         if session is None or not self._active:
             return
         now = self._now()
+        self.rates[ACTIONS].tick()
         try:
             chunk, stamp = actions_from_msg(msg, msgtype, now, int(session.monitor.action_dim))
+            if self.params["stamp_source"] == "receive_time":
+                stamp = now
         except ConversionError as err:
             session.reject_input(ACTIONS, err.reason, f"{err.kind}: {err.detail}", now)
             return
@@ -435,8 +607,23 @@ class WorldMonitorNode(LifecycleNode):
             return
         try:
             pub.publish(bool_msg(self._msgs, lock))
+            self._last_lock = bool(lock)
+            self.rates["lock"].tick()
         except Exception as exc:  # noqa: BLE001 -- e.g. context already shut down on SIGINT
             logger.warning("could not publish lock=%s: %s", lock, exc)
+
+    def _publish_lock_change(self, lock: bool) -> None:
+        """A decision changed the lock: publish now, and restart the heartbeat period so
+        ``~/lock`` keeps the heartbeat's rate. Call with ``_pub_lock`` held."""
+        if self._last_lock is not None and bool(lock) == self._last_lock:
+            return
+        self._publish_lock(lock)
+        timer = self._heartbeat_timer
+        if timer is not None:
+            try:
+                timer.reset()
+            except Exception as exc:  # noqa: BLE001 -- a destroyed timer: the next beat is moot
+                logger.debug("heartbeat reset failed: %s", exc)
 
     def _on_cmd(self, msg: Any) -> None:
         """Relay like nav2's collision_monitor: forward on PROCEED, scale Twist on SLOW, drop
@@ -470,6 +657,7 @@ class WorldMonitorNode(LifecycleNode):
                 continue
             # the gate sees the clock *after* inference (decision watchdog, staleness)
             result = session.decide(self._now(), clock=self._now)
+            self.rates["decisions"].tick()
             try:
                 self._publish_result(result)
             except Exception as exc:  # noqa: BLE001 -- publishing must not kill the worker
@@ -481,37 +669,84 @@ class WorldMonitorNode(LifecycleNode):
         with self._pub_lock:
             if not self._active:
                 return
-            self._publish_lock(result.status.lock)
+            self._publish_lock_change(result.status.lock)
             if a is not None and a.risk is not None:
                 self._pubs["risk"].publish(float32_msg(self._msgs, float(a.risk)))
         if a is not None and a.confidence_map is not None and result.image_hw is not None:
             rgb = heatmap_rgb(a.confidence_map, result.image_hw)
-            header = result.tag if result.tag is not None else header_msg(self._msgs, a.stamp)
+            header, camera_hw = result.tag if result.tag is not None else (None, None)
+            if camera_hw is not None and self.frame_prep is not None:
+                rgb = self.frame_prep.map_back(rgb, camera_hw)
+            if header is None:
+                header = header_msg(self._msgs, a.stamp)
             with self._pub_lock:
                 if self._active:
                     self._pubs["heatmap"].publish(image_msg(self._msgs, rgb, header))
 
 
-def main(args: list[str] | None = None) -> None:
+def make_executor() -> MultiThreadedExecutor:
+    """The executor the node needs: enough threads that the heartbeat, diagnostics, input and
+    relay callback groups never wait for each other."""
+    return MultiThreadedExecutor(num_threads=4)
+
+
+def main(
+    args: list[str] | None = None,
+    *,
+    monitor_factory: Callable[[dict[str, Any], Any], MonitorLike] | None = None,
+) -> None:
     """Console entry ``world_monitor_node`` (``ros2 run world_monitor world_monitor_node``).
 
     With ``autostart`` a failed configure exits with status 1 (fail fast: a misconfigured
-    monitor must be visible to the launch system, not sit silently unconfigured).
+    monitor must be visible to the launch system, not sit silently unconfigured). SIGINT and
+    SIGTERM close the lock first (published while the context is valid), then shut down.
     """
     logging.basicConfig(level=logging.INFO)
-    rclpy.init(args=args)
-    node = WorldMonitorNode()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = WorldMonitorNode(monitor_factory=monitor_factory)
     if node.configure_error is not None and node._param("autostart"):
         node.get_logger().fatal(f"not starting: {node.configure_error}")
         node.destroy_node()
         rclpy.shutdown()
         sys.exit(1)
+    executor = make_executor()
+    executor.add_node(node)
+    spin_until_signal(executor, node)
+
+
+def spin_until_signal(executor: Any, node: WorldMonitorNode) -> int | None:
+    """Spin until SIGINT/SIGTERM or an external shutdown; close the lock on every exit path.
+
+    The signal handler only publishes the closing lock (the context is still valid) and
+    completes a future; the executor then returns from ``spin_until_future_complete`` on its
+    own, and the context is shut down after it stopped (shutting it down from the handler
+    raced with the executor building its wait set). Returns the signal number, if any.
+    """
+    from rclpy.task import Future
+
+    received: list[int] = []
+    done = Future()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not received:
+            received.append(signum)
+            node.close_lock(f"received {signal.Signals(signum).name}")
+            done.set_result(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        rclpy.spin(node)
+        executor.spin_until_future_complete(done)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.close()
+        node.close()  # lock=true if still active (no signal, e.g. an exception in spin)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
+    return received[0] if received else None
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from world_monitor.data.frame_prep import RESIZE_MODES, FramePrepError, parse_roi
+
 __all__ = [
     "BOOL",
     "DOUBLE",
@@ -16,12 +18,15 @@ __all__ = [
     "PARAMETERS",
     "INTEGER_ARRAY",
     "STRING",
+    "STAMP_SOURCES",
     "STRING_ARRAY",
     "validate_parameters",
 ]
 
 STRING, STRING_ARRAY, DOUBLE, INTEGER, BOOL = "string", "string_array", "double", "integer", "bool"
 INTEGER_ARRAY = "integer_array"
+#: ``stamp_source`` values: header stamps, or the node clock when a message arrives
+STAMP_SOURCES: tuple[str, ...] = ("header", "receive_time")
 _STR, _STRS, _DBL, _INT, _BOOL, _INTS = STRING, STRING_ARRAY, DOUBLE, INTEGER, BOOL, INTEGER_ARRAY
 
 #: name -> (default, type, description). Defaults mirror config/ros/default.yaml.
@@ -32,7 +37,12 @@ PARAMETERS: dict[str, tuple[Any, str, str]] = {
         _STRS,
         "inference backends to try in order; the one that loaded is in /diagnostics",
     ),
-    "engine_file_path": ("", _STR, "TensorRT plan path; empty = the engine cache"),
+    "engine_file_path": (
+        "",
+        _STR,
+        "engine cache directory (ONNX exports, TensorRT plans); empty = "
+        "$ROS_HOME/world_monitor/engines (~/.ros/world_monitor/engines)",
+    ),
     "force_engine_update": (False, _BOOL, "rebuild the TensorRT plan even if cached"),
     "enable_fp16": (True, _BOOL, "allow FP16 in TensorRT"),
     "epsilon": (-1.0, _DBL, "C3 epsilon; < 0 = the bundle's calibrated value"),
@@ -45,6 +55,24 @@ PARAMETERS: dict[str, tuple[Any, str, str]] = {
     "heartbeat_rate_hz": (10.0, _DBL, "~/lock publish rate; twist_mux timeout must exceed 1/rate"),
     "diagnostics_rate_hz": (1.0, _DBL, "/diagnostics rate"),
     "image_transport": ("raw", _STR, "raw (sensor_msgs/Image) or compressed (CompressedImage)"),
+    "image_resize": (
+        "stretch",
+        _STR,
+        "how a camera frame of another size becomes the bundle's input: stretch (whole view), "
+        "center_crop (aspect kept, edges dropped) or letterbox (aspect kept, padded); "
+        "calibrate on frames prepared the same way",
+    ),
+    "image_crop_roi": (
+        [],
+        _INTS,
+        "optional [x, y, w, h] crop in camera pixels, applied before image_resize; [] = whole",
+    ),
+    "stamp_source": (
+        "header",
+        _STR,
+        "header: inputs are timed by their header stamps (a zero stamp is unset and rejected as "
+        "invalid_stamp); receive_time: by the node clock on arrival (drivers that do not stamp)",
+    ),
     "action_msg_type": ("JointTrajectory", _STR, "JointTrajectory or Float32MultiArray [H, A]"),
     "relay_enabled": (False, _BOOL, "forward cmd_in -> cmd_out only while the gate allows it"),
     "relay_msg_type": ("Twist", _STR, "Twist or JointTrajectory"),
@@ -101,6 +129,18 @@ def validate_parameters(p: dict[str, Any]) -> list[str]:
         errors.append(f"target_false_alarm_rate must be in (0, 1) (or < 0), got {far}")
     if p.get("image_transport") not in ("raw", "compressed"):
         errors.append(f"image_transport must be raw|compressed, got {p.get('image_transport')!r}")
+    if p.get("image_resize") not in RESIZE_MODES:
+        errors.append(
+            f"image_resize must be {'|'.join(RESIZE_MODES)}, got {p.get('image_resize')!r}"
+        )
+    try:
+        parse_roi(p.get("image_crop_roi") or None)
+    except FramePrepError as exc:
+        errors.append(f"image_crop_roi: {exc}")
+    if p.get("stamp_source") not in STAMP_SOURCES:
+        errors.append(
+            f"stamp_source must be {'|'.join(STAMP_SOURCES)}, got {p.get('stamp_source')!r}"
+        )
     if p.get("action_msg_type") not in ("JointTrajectory", "Float32MultiArray"):
         errors.append(
             "action_msg_type must be JointTrajectory|Float32MultiArray, got "

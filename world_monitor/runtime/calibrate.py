@@ -19,11 +19,19 @@ bound honest. The ``colour`` signal's palette is fitted before either, on the tr
 (:func:`fit_colour`): it describes what the model was trained on, and touches neither half.
 The episodes, their decisions, the bound and, optionally, the rate achieved on the
 in-distribution test split are written into ``calibration.json`` with everything else.
+
+**A rate the data cannot certify is an error, not a warning.** With ``n`` threshold episodes the
+smallest rate the bound can certify is ``1/(n+1)`` (``k = n``); asking for less used to store
+``stop: 1.0`` (a risk never exceeds it: a monitor that can never STOP) and report success.
+:func:`calibrate_bundle` checks this before any rollout and :func:`retarget` again on the stored
+maxima, raising :class:`CalibrationError` that names how many episodes the rate needs and the
+smallest rate the data can certify.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,14 +45,57 @@ from world_monitor.runtime.colour import ColourModel
 from world_monitor.runtime.risk import (
     RiskCalibration,
     RiskConfig,
+    RiskError,
     confidence_summaries,
     recon_zscore,
 )
 from world_monitor.uq.recalibration import ConfidenceRecalibration
 
-__all__ = ["CalibrationResult", "calibrate_bundle", "episode_max_risks", "retarget", "run_raw"]
+__all__ = [
+    "CalibrationError",
+    "CalibrationResult",
+    "calibrate_bundle",
+    "certify",
+    "episode_max_risks",
+    "episodes_needed",
+    "retarget",
+    "run_raw",
+]
 
 LOG = logging.getLogger(__name__)
+
+
+class CalibrationError(RiskError):
+    """The calibration cannot deliver what was asked (a user error: the CLI prints one line)."""
+
+
+def _certifies(n: int, alpha: float) -> bool:
+    """Whether ``n`` exchangeable episodes certify ``alpha`` (the k of uq.detection <= n)."""
+    return n >= 1 and math.ceil((n + 1) * (1.0 - alpha) - 1e-12) <= n
+
+
+def episodes_needed(alpha: float) -> int:
+    """The fewest threshold episodes whose split-conformal bound certifies ``alpha``."""
+    n = max(1, math.floor(1.0 / alpha) - 2)
+    while not _certifies(n, alpha):
+        n += 1
+    return n
+
+
+def certify(n: int, alpha: float, level: str, *, per_calibration_episode: int = 2) -> None:
+    """Raise :class:`CalibrationError` unless ``n`` threshold episodes certify ``alpha``.
+
+    ``per_calibration_episode``: calibration episodes per threshold episode (the split is
+    halved, so 2), to say how many the *dataset* needs."""
+    if _certifies(n, alpha):
+        return
+    need = episodes_needed(alpha)
+    raise CalibrationError(
+        f"{level} rate {alpha:g} cannot be certified: the split-conformal bound needs >= "
+        f"{need} threshold episodes ({need * per_calibration_episode} calibration episodes), "
+        f"have {n}; the smallest rate these {n} can certify is {1.0 / (n + 1):.4g} "
+        f"(pass a rate >= that, or calibrate on more episodes)"
+    )
 
 
 @dataclass
@@ -143,9 +194,12 @@ def retarget(
         raise ValueError(
             "calibration has no stored episode maxima; re-run `world-monitor calibrate`"
         )
-    for level, alpha in (("stop", stop_alpha), ("slow", slow_alpha)):
-        if alpha is None:
-            continue
+    levels = [(lv, a) for lv, a in (("stop", stop_alpha), ("slow", slow_alpha)) if a is not None]
+    for level, alpha in levels:  # all checked before anything is changed
+        if not 0.0 < float(alpha) < 1.0:
+            raise CalibrationError(f"{level} rate must be in (0, 1), got {alpha!r}")
+        certify(int(maxima.size), float(alpha), level.upper())
+    for level, alpha in levels:
         ct = episode_conformal_threshold(maxima, alpha)
         if np.isfinite(ct.threshold) and ct.threshold >= 1.0:
             # the quantile is a risk that rounds to 1.0 (a signal far out in its fitted tail):
@@ -241,21 +295,26 @@ def calibrate_bundle(
     from world_monitor.runtime.monitor import Monitor
 
     if not 0 < stop_alpha <= slow_alpha < 1:
-        raise ValueError(f"need 0 < stop_alpha ({stop_alpha}) <= slow_alpha ({slow_alpha}) < 1")
+        raise CalibrationError(
+            f"need 0 < stop_alpha ({stop_alpha}) <= slow_alpha ({slow_alpha}) < 1"
+        )
     t0 = time.perf_counter()
     risk = risk or RiskConfig()
+    # the data first: an uncertifiable rate must fail in a second, not after the rollouts
+    ds = EpisodeDataset(data)
+    records = ds.select(split=split, shift=None).index[: limit or None]
+    if len(records) < 20:
+        raise CalibrationError(
+            f"{data}: split {split!r} has {len(records)} in-distribution episodes; need >= 20"
+        )
+    half_a, half_b = records[0::2], records[1::2]
+    for level, alpha in (("STOP", stop_alpha), ("SLOW", slow_alpha)):
+        certify(len(half_b), alpha, level)
     monitor = Monitor.from_bundle(
         bundle, backend, engines_dir=engines_dir, epsilon=risk.epsilon, allow_uncalibrated=True
     )
     monitor.risk_config = risk
     monitor.rollout.epsilon = risk.epsilon
-    ds = EpisodeDataset(data)
-    records = ds.select(split=split, shift=None).index[: limit or None]
-    if len(records) < 20:
-        raise ValueError(
-            f"{data}: split {split!r} has {len(records)} in-distribution episodes; need >= 20"
-        )
-    half_a, half_b = records[0::2], records[1::2]
     frame_period = 1.0 / float(ds.load(records[0]["id"]).meta.fps)
     monitor.configure_motion(frame_period, min(stride, monitor.horizon))
     # the probe's post-hoc recalibration first: every confidence-derived signal below reads it

@@ -85,7 +85,13 @@ from world_monitor.runtime.types import (
     most_restrictive,
 )
 
-__all__ = ["Gate", "GateConfig"]
+__all__ = [
+    "CALIBRATION_GATE_KEYS",
+    "REFUSED_CALIBRATION_GATE_KEYS",
+    "Gate",
+    "GateConfig",
+    "check_calibration_gate_section",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +99,49 @@ logger = logging.getLogger(__name__)
 _MODEL_REASONS = frozenset(
     {Reason.ok, Reason.risk_high, Reason.risk_elevated, Reason.hysteresis_hold, Reason.not_started}
 )
+
+
+#: GateConfig fields a bundle's ``calibration.json`` ``gate`` section may set (and the gate then
+#: honours): tuning that belongs with the calibration (how many confident decisions reopen,
+#: the input timeouts the thresholds were measured with).
+CALIBRATION_GATE_KEYS = frozenset(
+    {"reopen_after", "image_timeout_s", "action_timeout_s", "decision_timeout_s", "max_clock_skew_s"}
+)
+#: GateConfig fields a calibration file must not set, with why: deployment modes are run-time
+#: decisions of the operator (ROS parameters), never something a file inside the bundle can
+#: switch on silently; thresholds have their own ``thresholds`` section.
+REFUSED_CALIBRATION_GATE_KEYS: dict[str, str] = {
+    "shadow": "a deployment mode: set it as a run-time parameter (shadow_mode), not in the bundle",
+    "enabled": "a deployment mode: set it as a run-time parameter (enabled), not in the bundle",
+    "slow_threshold": "thresholds live in calibration['thresholds']['slow']",
+    "stop_threshold": "thresholds live in calibration['thresholds']['stop']",
+}
+
+
+def check_calibration_gate_section(section: Any) -> dict[str, Any]:
+    """The ``gate`` section of a calibration file, or ``ValueError`` naming the offending key.
+
+    Why strict: the section used to be silently ignored for deployed monitors, so a file that
+    said ``shadow: true`` or ``reopen_afer: 5`` looked configured and was not. Now every key is
+    either honoured (:data:`CALIBRATION_GATE_KEYS`) or refused here, before any gate runs.
+    """
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise ValueError(
+            f"calibration['gate'] must be a mapping of GateConfig fields, got "
+            f"{type(section).__name__}"
+        )
+    for key in section:
+        if key in REFUSED_CALIBRATION_GATE_KEYS:
+            raise ValueError(
+                f"calibration['gate'] key {key!r} is refused: {REFUSED_CALIBRATION_GATE_KEYS[key]}"
+            )
+        if key not in CALIBRATION_GATE_KEYS:
+            raise ValueError(
+                f"calibration['gate'] has unknown key {key!r}; known: {sorted(CALIBRATION_GATE_KEYS)}"
+            )
+    return dict(section)
 
 
 def _is_number(v: Any) -> bool:
@@ -160,12 +209,15 @@ class GateConfig:
 
             {
               "thresholds": {"slow": 0.4, "stop": 0.7},   # required, risk in [0, 1]
-              "gate": {"reopen_after": 3, "image_timeout_s": 0.5, ...},  # optional GateConfig fields
+              "gate": {"reopen_after": 3, "image_timeout_s": 0.5, ...},  # optional, see below
               ...                                           # anything else (epsilon, target
             }                                               # false-alarm rate, data) is ignored
 
-        ``overrides`` (GateConfig field names, e.g. from ROS parameters) win over the file.
-        Missing thresholds or unknown field names raise ``ValueError`` naming the key.
+        ``gate`` may set only :data:`CALIBRATION_GATE_KEYS` (honoured); ``shadow``, ``enabled``
+        and threshold fields are refused (:data:`REFUSED_CALIBRATION_GATE_KEYS`), unknown keys
+        too (:func:`check_calibration_gate_section`). ``overrides`` (any GateConfig field, e.g.
+        from ROS parameters) win over the file. Missing thresholds or unknown field names raise
+        ``ValueError`` naming the key.
         """
         thresholds = calibration.get("thresholds") if isinstance(calibration, Mapping) else None
         if not isinstance(thresholds, Mapping):
@@ -175,10 +227,7 @@ class GateConfig:
             if key not in thresholds:
                 raise ValueError(f"calibration['thresholds']['{key}'] is missing")
             kwargs[field_name] = thresholds[key]
-        gate_section = calibration.get("gate", {}) or {}
-        if not isinstance(gate_section, Mapping):
-            raise ValueError("calibration['gate'] must be a mapping of GateConfig fields")
-        kwargs.update(gate_section)
+        kwargs.update(check_calibration_gate_section(calibration.get("gate")))
         kwargs.update(overrides)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - known)
@@ -286,6 +335,11 @@ class Gate:
     @property
     def effective_decision(self) -> Decision:
         return self.status().effective_decision
+
+    @property
+    def clock(self) -> float | None:
+        """The latest caller-clock time the gate has seen (None before any)."""
+        return self._now
 
     # ---- machinery --------------------------------------------------------------------------
 

@@ -11,6 +11,13 @@ clear machine-readable reason, and nothing is silently dropped". So:
   out-of-order stamps, and *returns* an ``InputError`` from its ``offer_*`` methods instead of
   raising, because they run inside sensor callbacks where an escaped exception can kill the
   executor. Only :meth:`InputBuffer.take` raises (the decision worker handles it).
+* The contract is the bundle's, not just the dtype's: an action chunk with a finite value
+  outside the bundle's training range (:class:`ActionRange`, from the manifest, margin
+  included) is rejected with ``action_out_of_range`` (a command 100x the training range
+  saturated the probe's confidence and *opened* the gate), and context frames must be spaced
+  like the bundle's frame period: a frame that breaks the spacing restarts the context, and
+  until ``context`` well-spaced frames have arrived a decision is ``context_gap``, not an
+  assessment of frames 30 s apart.
 * :class:`InputAccounting` counts every offered input as accepted or rejected (per reason) and
   every accepted one as used (contributed to at least one decision), superseded (evicted or
   replaced before ever being used) or still pending. Invariants, checked by
@@ -42,6 +49,7 @@ __all__ = [
     "IMAGE",
     "ACTIONS",
     "STREAMS",
+    "ActionRange",
     "DecisionInputs",
     "InputAccounting",
     "InputBuffer",
@@ -76,6 +84,71 @@ class InputError(ValueError):
         self.reason = Reason(reason)
         self.detail = detail
         super().__init__(f"{input}: {self.reason.value}: {detail}")
+
+
+@dataclass(frozen=True)
+class ActionRange:
+    """Inclusive per-dimension bounds ``[low, high]`` every value of an action chunk must lie in.
+
+    Why: the world model was trained on one range of commands (the simulator clips end-effector
+    deltas to +-0.03 m per step); far outside it the probe's confidence is meaningless (measured:
+    a chunk of 3.0 saturates it at 1.0 and the gate opened). So the bundle declares its training
+    range with a margin (manifest ``action_range``: ``min``, ``max``, ``margin`` per dimension)
+    and anything outside ``[min - margin, max + margin]`` is refused, not assessed.
+
+    Bounds are compared in float32 (the dtype chunks are validated to), so a value written as
+    the bound itself (``-0.9`` as float32) is inside.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+
+    def __post_init__(self) -> None:
+        low = np.asarray(self.low, dtype=np.float64).reshape(-1)
+        high = np.asarray(self.high, dtype=np.float64).reshape(-1)
+        if low.shape != high.shape or low.size == 0:
+            raise ValueError(f"ActionRange: low {low.shape} and high {high.shape} must match")
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise ValueError("ActionRange: bounds must be finite")
+        if (low > high).any():
+            raise ValueError(f"ActionRange: low {low.tolist()} > high {high.tolist()}")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    @property
+    def dim(self) -> int:
+        return int(self.low.size)
+
+    @classmethod
+    def from_manifest(cls, spec: Any) -> ActionRange:
+        """From a manifest ``action_range`` (``min``/``max``/``margin`` lists): the enforced
+        bounds are ``min - margin`` and ``max + margin``."""
+        lo = np.asarray(spec["min"], dtype=np.float64)
+        hi = np.asarray(spec["max"], dtype=np.float64)
+        return cls(lo, hi).with_margin(np.asarray(spec["margin"], dtype=np.float64))
+
+    def with_margin(self, margin: Any) -> ActionRange:
+        """These bounds widened by ``margin`` (scalar or per dimension, >= 0) on both sides."""
+        m = np.broadcast_to(np.asarray(margin, dtype=np.float64), self.low.shape)
+        if not np.isfinite(m).all() or (m < 0).any():
+            raise ValueError(f"ActionRange: margin must be finite and >= 0, got {m.tolist()}")
+        return ActionRange(self.low - m, self.high + m)
+
+    def violation(self, chunk: np.ndarray) -> str | None:
+        """``None`` when every value of ``chunk`` [H, A] is inside, else what is outside."""
+        arr = np.asarray(chunk, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            return f"chunk shape {tuple(arr.shape)} does not match the range's {self.dim} dims"
+        lo, hi = self.low.astype(np.float32), self.high.astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            bad = ~((arr >= lo) & (arr <= hi))
+        if not bad.any():
+            return None
+        h, a = (int(i) for i in np.argwhere(bad)[0])
+        return (
+            f"{int(bad.sum())} value(s) outside the bundle's action range, first at ({h}, {a}): "
+            f"{float(arr[h, a])!r} not in [{float(lo[a]):.6g}, {float(hi[a]):.6g}]"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,6 +235,7 @@ def validate_action_chunk(
     action_dim: int | None,
     *,
     name: str = ACTIONS,
+    action_range: ActionRange | None = None,
 ) -> np.ndarray:
     """Check one action chunk and return it as C-contiguous float32 [H, A].
 
@@ -169,7 +243,8 @@ def validate_action_chunk(
     Float32MultiArray) whose dtype is float32 or float64; integer/bool/object data is rejected
     because it signals a decoding bug, not a command. ``horizon`` / ``action_dim`` may be
     ``None`` to skip that check. NaN/Inf (including float64 values that overflow float32)
-    → ``non_finite_input``; everything else → ``invalid_actions``.
+    → ``non_finite_input``; a finite value outside ``action_range`` → ``action_out_of_range``;
+    everything else → ``invalid_actions``.
     """
     try:
         arr = np.asarray(chunk)
@@ -208,6 +283,10 @@ def validate_action_chunk(
             f"{int(bad.sum())} non-finite value(s) (after float32 cast), first at {idx}: "
             f"{arr[idx]!r}",
         )
+    if action_range is not None:
+        problem = action_range.violation(out)
+        if problem is not None:
+            raise InputError(name, Reason.action_out_of_range, problem)
     return out
 
 
@@ -363,6 +442,11 @@ class InputBuffer:
         action_dim: expected action dimension A (None: any).
         allow_equal_stamps: accept a stamp equal to the previous one on the same stream.
         accounting: share counters with the caller (e.g. the ROS node's decode failures).
+        action_range: refuse chunks outside it (``action_out_of_range``); None: no range check.
+        frame_period_s: the camera period the model was trained and calibrated at; a frame
+            whose spacing from the previous one differs by more than ``period_tolerance``
+            (relative) restarts the context (None: no spacing check).
+        period_tolerance: relative tolerance on the frame spacing, in (0, 1).
     """
 
     def __init__(
@@ -374,9 +458,29 @@ class InputBuffer:
         *,
         allow_equal_stamps: bool = False,
         accounting: InputAccounting | None = None,
+        action_range: ActionRange | None = None,
+        frame_period_s: float | None = None,
+        period_tolerance: float = 0.5,
     ) -> None:
         if int(context) < 1:
             raise ValueError(f"context must be >= 1, got {context}")
+        if frame_period_s is not None and not (
+            isinstance(frame_period_s, Real) and 0 < float(frame_period_s) < math.inf
+        ):
+            raise ValueError(f"frame_period_s must be a finite number > 0, got {frame_period_s!r}")
+        if not (isinstance(period_tolerance, Real) and 0 < float(period_tolerance) < 1):
+            raise ValueError(f"period_tolerance must be in (0, 1), got {period_tolerance!r}")
+        if action_range is not None and action_dim is not None and action_range.dim != action_dim:
+            raise ValueError(
+                f"action_range has {action_range.dim} dims but action_dim is {action_dim}"
+            )
+        self.action_range = action_range
+        self.frame_period_s = None if frame_period_s is None else float(frame_period_s)
+        self.period_tolerance = float(period_tolerance)
+        #: why the context restarted, until it is full again (take() says context_gap)
+        self._gap: str | None = None
+        #: a restart caused by the latest offered frame, for the session to report once
+        self._new_gap: str | None = None
         self.context = int(context)
         self.image_hw = None if image_hw is None else (int(image_hw[0]), int(image_hw[1]))
         self.horizon = horizon
@@ -414,7 +518,13 @@ class InputBuffer:
                     arr = validate_frame(data, self.image_hw, encoding=encoding, name=stream)
                     self._push_frame(np.array(arr, dtype=np.uint8, copy=True), t)
                 else:
-                    arr = validate_action_chunk(data, self.horizon, self.action_dim, name=stream)
+                    arr = validate_action_chunk(
+                        data,
+                        self.horizon,
+                        self.action_dim,
+                        name=stream,
+                        action_range=self.action_range,
+                    )
                     self._set_actions(np.array(arr, dtype=np.float32, copy=True), t)
                 self._last_stamp[stream] = t
                 self.accounting.accept(stream)
@@ -429,11 +539,34 @@ class InputBuffer:
             return InputError(stream, Reason.internal_error, f"{type(exc).__name__}: {exc}")
 
     def _push_frame(self, arr: np.ndarray, t: float) -> None:
+        period = self.frame_period_s
+        self._new_gap = None
+        if period is not None and self._frames:
+            dt = t - self._frames[-1].stamp
+            if abs(dt - period) > self.period_tolerance * period:
+                # the older frames and this one do not form a context the model was trained
+                # on: restart from this frame (the old ones stay accounted for)
+                self._gap = self._new_gap = (
+                    f"frame at {t:.6f} s came {dt:.6f} s after the previous one; the bundle's "
+                    f"frame period is {period:g} s +-{self.period_tolerance:.0%}"
+                )
+                while self._frames:
+                    old = self._frames.popleft()
+                    if not old.used:
+                        self.accounting.mark_superseded(IMAGE)
         self._frames.append(_Slot(arr, t))
         while len(self._frames) > self.context:
             old = self._frames.popleft()
             if not old.used:
                 self.accounting.mark_superseded(IMAGE)
+        if len(self._frames) >= self.context:
+            self._gap = None
+
+    def pop_context_gap(self) -> str | None:
+        """Why the latest accepted frame restarted the context (once), else ``None``."""
+        with self._lock:
+            gap, self._new_gap = self._new_gap, None
+            return gap
 
     def _set_actions(self, arr: np.ndarray, t: float) -> None:
         if self._actions is not None and not self._actions.used:
@@ -445,11 +578,19 @@ class InputBuffer:
     def take(self) -> DecisionInputs:
         """Snapshot for one decision; marks its inputs used.
 
-        Raises :class:`InputError` with ``no_image_yet`` (fewer than ``context`` frames) or
-        ``no_actions_yet``. Staleness is the gate's job (it has the clock), not the buffer's.
+        Raises :class:`InputError` with ``no_image_yet`` (fewer than ``context`` frames),
+        ``context_gap`` (fewer since a frame broke the spacing) or ``no_actions_yet``.
+        Staleness is the gate's job (it has the clock), not the buffer's.
         """
         with self._lock:
             if len(self._frames) < self.context:
+                if self._gap is not None:
+                    raise InputError(
+                        IMAGE,
+                        Reason.context_gap,
+                        f"{self._gap}; {len(self._frames)} of {self.context} context frames "
+                        "since",
+                    )
                 raise InputError(
                     IMAGE,
                     Reason.no_image_yet,
@@ -488,3 +629,4 @@ class InputBuffer:
                 self.accounting.mark_superseded(ACTIONS)
             self._actions = None
             self._last_stamp = {IMAGE: None, ACTIONS: None}
+            self._gap = self._new_gap = None

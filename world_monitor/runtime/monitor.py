@@ -31,6 +31,7 @@ import numpy as np
 
 from world_monitor.data.normalize import frames_to_float
 from world_monitor.runtime.colour import ColourError, ColourModel
+from world_monitor.runtime.inputs import ActionRange
 from world_monitor.runtime.motion import MotionHistory
 from world_monitor.runtime.risk import (
     INPUT_SIGNALS,
@@ -45,10 +46,17 @@ from world_monitor.runtime.risk import (
     recon_zmap,
     recon_zscore,
 )
-from world_monitor.runtime.types import Assessment, Decision
+from world_monitor.runtime.types import Assessment, Decision, Reason
 from world_monitor.uq.recalibration import ConfidenceRecalibration, RecalibrationError
 
-__all__ = ["Monitor", "MonitorError", "RawDecision", "load_monitor", "runtime_inputs"]
+__all__ = [
+    "Monitor",
+    "MonitorBackendError",
+    "MonitorError",
+    "RawDecision",
+    "load_monitor",
+    "runtime_inputs",
+]
 
 LOG = logging.getLogger(__name__)
 DEFAULT_BACKENDS = ("tensorrt", "onnxruntime", "torch")
@@ -74,6 +82,22 @@ def runtime_inputs(point: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | Non
 
 class MonitorError(RuntimeError):
     """The monitor cannot be built or used as asked (uncalibrated bundle, ε mismatch, ...)."""
+
+
+def _backend_error_type() -> type[Exception]:
+    from world_monitor.runtime.backends import BackendError
+
+    return BackendError
+
+
+class MonitorBackendError(MonitorError):
+    """No backend of the requested ones loaded; one line naming each and why (a user error:
+    the CLI prints it without a traceback). ``attempts`` as on
+    :class:`~world_monitor.runtime.backends.BackendError`."""
+
+    def __init__(self, message: str, attempts: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.attempts = list(attempts)
 
 
 @dataclass
@@ -117,11 +141,21 @@ def _recon_stats(info: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | Non
 
 
 def _parse_backends(backend: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The backend preference order; an unknown name is a :class:`MonitorError` (a user error:
+    ``--backend bogus`` used to surface as a traceback from deep inside the loader)."""
     if backend is None or backend == "":
         return DEFAULT_BACKENDS
     if isinstance(backend, str):
-        return tuple(b.strip() for b in backend.split(",") if b.strip())
-    return tuple(backend)
+        order = tuple(b.strip() for b in backend.split(",") if b.strip())
+    else:
+        order = tuple(backend)
+    bad = [b for b in order if b not in DEFAULT_BACKENDS]
+    if bad or not order:
+        shown = ", ".join(repr(b) for b in bad) or "(none)"
+        raise MonitorError(
+            f"unknown backend {shown} in {backend!r}; choose from {', '.join(DEFAULT_BACKENDS)}"
+        )
+    return order
 
 
 class Monitor:
@@ -140,6 +174,7 @@ class Monitor:
         calibration: RiskCalibration | None,
         backend_report: Any = None,
         seed: int = 0,
+        action_range: ActionRange | None = None,
     ) -> None:
         self.rollout = rollout
         self.backend = rollout.backend
@@ -154,6 +189,13 @@ class Monitor:
         self.seed = int(seed)
         self.backend_name = getattr(self.backend, "label", getattr(self.backend, "name", "?"))
         self.stride = self.image_size[1] // self.latent_shape[2]
+        #: the bundle's training action range (margin included): assess() refuses chunks
+        #: outside it and MonitorSession rejects them as inputs (``action_out_of_range``)
+        self.action_range = action_range
+        if action_range is not None and action_range.dim != self.action_dim:
+            raise MonitorError(
+                f"action_range has {action_range.dim} dims but action_dim is {self.action_dim}"
+            )
         info = calibration.info if calibration else {}
         self.motion = MotionHistory(
             float(info.get("frame_period_s", DEFAULT_FRAME_PERIOD_S)),
@@ -172,6 +214,12 @@ class Monitor:
                 "calibration fuses the 'colour' signal but stores no colour_model: "
                 "re-run `world-monitor calibrate`"
             )
+
+    @property
+    def frame_period_s(self) -> float:
+        """The camera period the bundle was calibrated at (calibration.json
+        ``frame_period_s``): MonitorSession requires context frames spaced like it."""
+        return float(self.motion.frame_period_s)
 
     # ------------------------------------------------------------------ memory
     def configure_motion(self, frame_period_s: float, lag: int) -> None:
@@ -218,6 +266,13 @@ class Monitor:
 
         path = Path(path)
         bundle = load_bundle(path)
+        if bundle.action_range is None:
+            raise MonitorError(
+                f"{path}: the bundle declares no training action range (manifest action_range) "
+                "and its config has no action_normalizer min/max to derive one from: the gate "
+                "could not refuse absurd commands; re-export the bundle with `world-monitor train`"
+            )
+        action_range = ActionRange.from_manifest(bundle.action_range)
         calibration = None
         if bundle.calibration:
             try:
@@ -248,14 +303,23 @@ class Monitor:
 
         world = WorldModel.from_bundle(bundle)
         modules = WorldModelModules.from_container(world)
-        backend_obj, report = create_backend(
-            _parse_backends(backend),
-            modules,
-            engines_dir,
-            model_hash=bundle_hash(path),
-            export_missing=export_missing,
-            **backend_opts,
-        )
+        order = _parse_backends(backend)
+        try:
+            backend_obj, report = create_backend(
+                order,
+                modules,
+                engines_dir,
+                model_hash=bundle_hash(path),
+                export_missing=export_missing,
+                **backend_opts,
+            )
+        except _backend_error_type() as exc:
+            reasons = "; ".join(
+                f"{a.name}: {' '.join(str(a.reason).split())}" for a in exc.attempts
+            )
+            raise MonitorBackendError(
+                f"no inference backend of {list(order)} could be loaded ({reasons})", exc.attempts
+            ) from exc
         LOG.info("%s", report.summary())
         mode = "deterministic" if world.config.variant == "deterministic" else "joint"
         steps = num_inference_steps or world.config.rollout.num_inference_steps
@@ -278,6 +342,7 @@ class Monitor:
             calibration=calibration,
             backend_report=report,
             seed=seed,
+            action_range=action_range,
         )
 
     # ------------------------------------------------------------------ thresholds
@@ -365,9 +430,25 @@ class Monitor:
         stamp: float,
         context_actions: np.ndarray | None = None,
     ) -> Assessment:
-        """frames uint8 [k,H,W,3] (oldest first), raw action_chunk [H,A] → Assessment."""
+        """frames uint8 [k,H,W,3] (oldest first), raw action_chunk [H,A] → Assessment.
+
+        A chunk outside the bundle's training action range is not assessed: the result has
+        ``risk=None`` and reason ``action_out_of_range`` (a STOP cause for the gate), because
+        the model's confidence there is meaningless (measured: it saturates at 1.0)."""
         if self.calibration is None:
             raise MonitorError("monitor is uncalibrated: assess() needs calibrated thresholds")
+        if self.action_range is not None:
+            self._check(frames, action_chunk)
+            problem = self.action_range.violation(np.asarray(action_chunk))
+            if problem is not None:
+                return Assessment(
+                    stamp=float(stamp),
+                    risk=None,
+                    decision=Decision.STOP,
+                    backend=self.backend_name,
+                    reasons=(Reason.action_out_of_range,),
+                    detail=problem,
+                )
         t0 = time.perf_counter()
         raw = self.raw(frames, action_chunk, context_actions, stamp=stamp)
         t1 = time.perf_counter()

@@ -45,9 +45,11 @@ from world_monitor.runtime.inputs import (
     ACTIONS,
     IMAGE,
     STREAMS,
+    ActionRange,
     InputAccounting,
     InputBuffer,
     InputError,
+    validate_stamp,
 )
 from world_monitor.runtime.protocol import MonitorLike
 from world_monitor.runtime.types import Assessment, Decision, GateStatus, Reason, json_float
@@ -79,6 +81,7 @@ _STALE_REASONS = frozenset(
         Reason.stale_image,
         Reason.stale_actions,
         Reason.backend_timeout,
+        Reason.context_gap,
     }
 )
 #: reasons meaning "the monitor works and the gate is closed because of risk": WARN
@@ -119,6 +122,12 @@ class SessionConfig:
             out of time. ``None`` (the default; the node's Twist relay) = unknown mapping:
             every SLOW/STOP interrupts.
         slow_action_dims: the action dimensions ``slow_action_scale`` applies to.
+        context_period_tolerance: how far (relative, in (0, 1)) the spacing of consecutive
+            context frames may differ from the monitor's ``frame_period_s`` (the camera period
+            the bundle was calibrated at) before the context restarts and decisions say
+            ``context_gap``. 0.5 accepts jitter up to half a period and catches a dropped
+            frame (2x) or a camera at another rate. Monitors without ``frame_period_s`` (test
+            fakes) are not checked.
     """
 
     per_chunk: bool = True
@@ -130,8 +139,12 @@ class SessionConfig:
     commands_follow_gate: bool = True
     slow_action_scale: float | None = None
     slow_action_dims: tuple[int, ...] = ()
+    context_period_tolerance: float = 0.5
 
     def __post_init__(self) -> None:
+        tol = self.context_period_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0 < tol < 1:
+            raise ValueError(f"context_period_tolerance must be in (0, 1), got {tol!r}")
         scale = self.slow_action_scale
         if scale is not None:
             if isinstance(scale, bool) or not isinstance(scale, int | float):
@@ -180,12 +193,28 @@ class DecisionResult:
 
 
 def gate_config_for(monitor: MonitorLike, **overrides: Any) -> GateConfig:
-    """The gate configuration for ``monitor``: its calibration (when it exposes a
-    ``calibration`` mapping, e.g. the bundle's ``calibration.json``) else its thresholds,
-    with ``overrides`` (GateConfig field names, e.g. from ROS parameters) winning."""
+    """The gate configuration for ``monitor``: its calibration (a ``calibration.json`` mapping,
+    or the real Monitor's ``RiskCalibration`` whose ``info`` holds the file's other sections)
+    else its thresholds, with ``overrides`` (GateConfig field names, e.g. from ROS parameters)
+    winning.
+
+    Why the RiskCalibration branch: the real Monitor's ``calibration`` is not a mapping, so the
+    file's ``gate`` section used to be silently ignored for every deployed monitor. Its known
+    keys are now honoured (and refused keys refused) exactly as for a plain mapping."""
     calibration = getattr(monitor, "calibration", None)
     if isinstance(calibration, Mapping) and "thresholds" in calibration:
         return GateConfig.from_calibration(calibration, **overrides)
+    info = getattr(calibration, "info", None)
+    if calibration is not None and isinstance(info, Mapping):
+        as_file: dict[str, Any] = {
+            "thresholds": {
+                "slow": float(calibration.slow_threshold),
+                "stop": float(calibration.stop_threshold),
+            }
+        }
+        if "gate" in info:
+            as_file["gate"] = info["gate"]
+        return GateConfig.from_calibration(as_file, **overrides)
     kwargs: dict[str, Any] = {
         "slow_threshold": float(monitor.slow_threshold),
         "stop_threshold": float(monitor.stop_threshold),
@@ -323,6 +352,12 @@ class MonitorSession:
         self.gate = Gate(gate_config or gate_config_for(monitor))
         self.accounting = InputAccounting(STREAMS)
         hw = image_hw if image_hw is not None else tuple(monitor.image_size)
+        # the bundle's contract beyond shapes (optional in MonitorLike; the real Monitor always
+        # declares both): the training action range and the calibrated camera period
+        action_range = getattr(monitor, "action_range", None)
+        if action_range is not None and not isinstance(action_range, ActionRange):
+            raise ValueError(f"monitor.action_range must be an ActionRange, got {action_range!r}")
+        frame_period = getattr(monitor, "frame_period_s", None)
         self.buffer = InputBuffer(
             int(monitor.context_length),
             (int(hw[0]), int(hw[1])),
@@ -330,6 +365,9 @@ class MonitorSession:
             int(monitor.action_dim),
             allow_equal_stamps=self.config.allow_equal_stamps,
             accounting=self.accounting,
+            action_range=action_range,
+            frame_period_s=None if frame_period is None else float(frame_period),
+            period_tolerance=float(self.config.context_period_tolerance),
         )
         self._state_lock = threading.Lock()  # short critical sections (bookkeeping)
         self._decide_lock = threading.Lock()  # one inference at a time
@@ -346,6 +384,8 @@ class MonitorSession:
             "backend_errors": 0,
             "input_errors": 0,
             "internal_errors": 0,
+            "context_gaps": 0,
+            "bad_clock_calls": 0,
         }
         bad_dims = [d for d in self.config.slow_action_dims if d >= int(monitor.action_dim)]
         if bad_dims:
@@ -373,7 +413,15 @@ class MonitorSession:
                 return self._input_error(err, stamp)
             with self._state_lock:
                 self._tags.append((float(stamp), tag))
-            return self._remember(self.gate.note_input(IMAGE, float(stamp)))
+            status = self._remember(self.gate.note_input(IMAGE, float(stamp)))
+            gap = self.buffer.pop_context_gap()
+            if gap is not None:  # close now; the next good frame clears it, take() says the rest
+                with self._state_lock:
+                    self._counts["context_gaps"] += 1
+                status = self._remember(
+                    self.gate.report_fault(Reason.context_gap, gap, float(stamp), stream=IMAGE)
+                )
+            return status
         except Exception as exc:  # pragma: no cover - defensive: buffer/gate never raise
             return self._internal("on_image", exc)
 
@@ -418,9 +466,13 @@ class MonitorSession:
     def tick(self, now: float) -> GateStatus:
         """Run the gate's watchdog at caller-clock time ``now`` (heartbeat)."""
         try:
-            status = self._remember(self.gate.tick(now))
+            status = self._remember(self.gate.tick(now))  # a bad ``now`` is the gate's fault
+            try:
+                t = validate_stamp(now, name="clock", allow_equal=True)
+            except InputError:
+                return status
             with self._state_lock:  # the watchdog can start/end an alert between decisions
-                self._track_alert(float(now), status, None, decision=False)
+                self._track_alert(t, status, None, decision=False)
             return status
         except Exception as exc:  # pragma: no cover - gate.tick never raises
             return self._internal("tick", exc)
@@ -444,14 +496,33 @@ class MonitorSession:
         ``now`` is the caller-clock time the decision starts at. With ``clock`` (the node's
         clock), the gate is told the time *after* inference, so slow inference ages the inputs
         exactly as it does on the robot; without it (replay) inference takes no time.
-        Missing inputs → ``no_*_yet``; a monitor exception → ``backend_error``.
+        Missing inputs → ``no_*_yet``; a monitor exception → ``backend_error``; a ``now`` that
+        is not a finite time (``None``, a string, NaN: caller misuse) → STOP with
+        ``invalid_stamp`` / ``non_finite_input``, counted in ``bad_clock_calls``, no decision.
         """
         try:
+            t = validate_stamp(now, name="clock", allow_equal=True)
+        except InputError as err:
+            return self._bad_clock("decide", err)
+        except Exception as exc:  # pragma: no cover - validate_stamp only raises InputError
+            status = self._internal("decide", exc)
+            return DecisionResult(math.nan, status, error=Reason.internal_error.value)
+        try:
             with self._decide_lock:
-                return self._decide(now, clock)
+                return self._decide(t, clock)
         except Exception as exc:
             status = self._internal("decide", exc)
-            return DecisionResult(float(now), status, error=Reason.internal_error.value)
+            return DecisionResult(t, status, error=Reason.internal_error.value)
+
+    def _bad_clock(self, where: str, err: InputError) -> DecisionResult:
+        """Close the gate for a caller whose clock value is not a time (never raises)."""
+        with self._state_lock:
+            self._counts["bad_clock_calls"] += 1
+        status = self._remember(self.gate.report_fault(err.reason, f"{where}: {err.detail}"))
+        known = self.gate.clock
+        return DecisionResult(
+            math.nan if known is None else known, status, error=err.reason.value
+        )
 
     def _decide(self, now: float, clock: Callable[[], float] | None) -> DecisionResult:
         with self._state_lock:
@@ -459,8 +530,12 @@ class MonitorSession:
             period = 1.0 / self.config.decision_rate_hz if self.config.decision_rate_hz else 0.0
             if period:
                 nxt = self._next_rate_due if self._next_rate_due is not None else now
-                while nxt <= now:  # fixed phase, no drift; skipped periods are not made up
-                    nxt += period
+                if nxt <= now:  # fixed phase, no drift; skipped periods are not made up
+                    # arithmetic, not a loop: a clock jump (1e9 s, 1e300) must cost O(1)
+                    # (found by tests/adversarial: the loop never ended at 1e300)
+                    nxt += (math.floor((now - nxt) / period) + 1) * period
+                    if nxt <= now:  # float resolution at huge times
+                        nxt = math.nextafter(now, math.inf) if now + period <= now else now + period
                 self._next_rate_due = nxt
             self._counts["decisions"] += 1
         try:

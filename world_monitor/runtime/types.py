@@ -85,6 +85,12 @@ class Reason(str, enum.Enum):
     invalid_image = "invalid_image"  # wrong dtype / shape / channels / size / encoding
     invalid_actions = "invalid_actions"  # wrong dtype / dims
     non_finite_input = "non_finite_input"  # NaN / Inf in actions or stamps
+    #: a finite action outside the bundle's training range (+ its declared margin): the model
+    #: never saw such a command, so its confidence there means nothing (it saturated at 1.0)
+    action_out_of_range = "action_out_of_range"
+    #: the context frames are not spaced like the bundle's frame period (a gap, a dropped
+    #: frame, a faster camera): the model would be reading a motion it was never shown
+    context_gap = "context_gap"
     # backend / internal
     backend_error = "backend_error"  # the model backend raised
     invalid_assessment = "invalid_assessment"  # the Monitor produced a malformed assessment

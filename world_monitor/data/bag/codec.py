@@ -26,6 +26,7 @@ __all__ = [
     "FLOAT_ARRAY",
     "IMAGE",
     "IMAGE_TYPES",
+    "MAX_IMAGE_PIXELS",
     "META_FORMAT",
     "STRING",
     "TRAJECTORY",
@@ -49,6 +50,14 @@ STRING = "std_msgs/msg/String"
 IMAGE_TYPES = (IMAGE, COMPRESSED)
 ACTION_TYPES = (TRAJECTORY, FLOAT_ARRAY)
 META_FORMAT = "world_monitor.episode_meta"
+#: largest frame (height x width) any decoder accepts, checked *before* decoding: 4096 x 4096
+#: = 16.7 Mpx passes every real camera up to 4K (3840 x 2160 = 8.3 Mpx) with room, while a
+#: 9000 x 9000 PNG (a few KB compressed, 243 MB decoded, seconds of CPU) is refused from its
+#: header. Callers (the node's parameter, replay) may pass a lower ``max_pixels``.
+MAX_IMAGE_PIXELS = 4096 * 4096
+#: CompressedImage formats decoded (what image_transport's compressed plugin produces). Other
+#: formats PIL could open (TIFF, BMP, ICO, EPS via Ghostscript ...) only widen the attack surface.
+COMPRESSED_FORMATS = ("PNG", "JPEG")
 
 _STORES = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}
 # encoding -> (channels, channel order to get RGB)
@@ -97,8 +106,19 @@ def seconds_to_ns(seconds: float) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
+def _check_budget(h: int, w: int, max_pixels: int | None) -> None:
+    budget = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+    if h * w > budget:
+        raise Rejected(
+            "too_large",
+            f"image is {h}x{w} = {h * w / 1e6:.1f} Mpx, over the {budget / 1e6:.1f} Mpx budget",
+        )
+
+
 def _image_array(
-    msg: Any, allowed: dict[str, tuple[int, tuple[int, ...]]]
+    msg: Any,
+    allowed: dict[str, tuple[int, tuple[int, ...]]],
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     enc = str(msg.encoding).lower()
     if enc not in allowed:
@@ -107,18 +127,25 @@ def _image_array(
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
         raise Rejected("bad_size", f"image is {h}x{w}")
+    _check_budget(h, w, max_pixels)
     if step < w * ch:
         raise Rejected("bad_size", f"step {step} < width {w} x {ch} channels")
     data = np.asarray(msg.data, dtype=np.uint8)
-    if data.size < step * h:
-        raise Rejected("bad_size", f"{data.size} data bytes < step {step} x height {h}")
+    # sensor_msgs/Image: len(data) == step * height exactly; anything else means the header
+    # and the payload disagree (a truncated or spliced message), so neither can be trusted
+    if data.size != step * h:
+        raise Rejected("bad_size", f"{data.size} data bytes != step {step} x height {h}")
     rows = data[: step * h].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
     return rows, order
 
 
-def decode_image(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> uint8 [H, W, 3] RGB."""
-    rows, order = _image_array(msg, _ENCODINGS)
+def decode_image(msg: Any, max_pixels: int | None = None) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> uint8 [H, W, 3] RGB.
+
+    Rejected: unknown encoding, a size that disagrees with ``len(data)`` / ``step``, more than
+    ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`) pixels.
+    """
+    rows, order = _image_array(msg, _ENCODINGS, max_pixels)
     return np.ascontiguousarray(rows[:, :, list(order)])
 
 
@@ -128,17 +155,65 @@ def decode_mask(msg: Any) -> np.ndarray:
     return rows[:, :, 0] > 0
 
 
-def decode_compressed_image(msg: Any) -> np.ndarray:
-    """sensor_msgs/CompressedImage (any format PIL reads: jpeg, png, ...) -> uint8 [H, W, 3]."""
+def decode_compressed_image(msg: Any, max_pixels: int | None = None) -> np.ndarray:
+    """sensor_msgs/CompressedImage (png or jpeg) -> uint8 [H, W, 3].
+
+    The header is read first (``Image.open`` parses it without decoding pixels) and a frame
+    over ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`) is rejected as ``too_large`` before
+    any pixel is decoded: a small PNG can claim a huge canvas (a decompression bomb). PIL's own
+    bomb check (warning and error) is turned into the same rejection. Anything but PNG/JPEG is
+    ``bad_encoding``; undecodable data is ``undecodable``. Never raises anything but
+    :class:`Rejected`.
+    """
+    import warnings
+
     from PIL import Image as PILImage
 
     try:
-        with PILImage.open(io.BytesIO(np.asarray(msg.data, dtype=np.uint8).tobytes())) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        raw = np.asarray(msg.data, dtype=np.uint8).tobytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            try:
+                im_ctx = PILImage.open(io.BytesIO(raw), formats=COMPRESSED_FORMATS)
+            except PILImage.UnidentifiedImageError:
+                fmt = _sniff(raw)
+                if fmt is not None:
+                    raise Rejected(
+                        "bad_encoding", f"format {msg.format!r}: {fmt} data, expected PNG/JPEG"
+                    ) from None
+                raise
+            with im_ctx as im:
+                w, h = im.size
+                _check_budget(int(h), int(w), max_pixels)
+                return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except Rejected:
+        raise
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        raise Rejected("too_large", f"format {msg.format!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 -- PIL raises many types on garbage input
         raise Rejected(
             "undecodable", f"format {msg.format!r}: {type(exc).__name__}: {exc}"
         ) from None
+
+
+#: magic bytes of image formats PIL could open but we refuse (for a precise rejection key)
+_OTHER_FORMATS = (
+    (b"BM", "BMP"),
+    (b"GIF8", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"RIFF", "RIFF/WEBP"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"qoif", "QOI"),
+    (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
+)
+
+
+def _sniff(raw: bytes) -> str | None:
+    """The name of a refused image format whose magic bytes ``raw`` starts with (no parsing)."""
+    return next((name for magic, name in _OTHER_FORMATS if raw.startswith(magic)), None)
 
 
 def encode_compressed(rgb: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:

@@ -78,6 +78,7 @@ def import_paths(
     *,
     split: str = "test",
     progress: bool = True,
+    frame_prep: Any = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Import bags into the dataset ``out`` (created or extended), one episode per bag.
@@ -85,6 +86,8 @@ def import_paths(
     The episode id is the bag's directory (or file stem) name, made filesystem-safe. A bag that
     fails is skipped and listed under ``errors`` with its reason; the index is rebuilt at the
     end. Keyword arguments go to :func:`load_episode_bag` (topics, tolerance, on_missing, ...).
+    ``frame_prep`` (a :class:`~world_monitor.data.frame_prep.FramePrep`) resizes every frame
+    and mask the way the node and replay will (train and calibrate on what the node sees).
     Returns ``{"imported", "skipped", "failed", "errors", "reports", "dataset"}``.
     """
     from world_monitor.data.dataset import DatasetError, DatasetWriter
@@ -106,7 +109,12 @@ def import_paths(
             continue
         try:
             result = load_episode_bag(bag, **kwargs)
-            writer.write(result.episode, episode_id=eid, split=split)
+            episode = result.episode
+            if frame_prep is not None:
+                from world_monitor.data.frame_prep import prepare_episode
+
+                episode = prepare_episode(episode, frame_prep)
+            writer.write(episode, episode_id=eid, split=split)
         except (BagError, EpisodeError, DatasetError) as exc:
             log.warning("%s", exc)
             summary["failed"] += 1

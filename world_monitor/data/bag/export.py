@@ -217,8 +217,16 @@ def _duration(dur_cls: Any, seconds: float) -> Any:
 
 
 def _rename_storage(tmp: Path, path: Path) -> None:
-    """Rename ``X.partial`` to ``X``, including the storage file and metadata.yaml entries."""
+    """Rename ``X.partial`` to ``X``, including the storage file and metadata.yaml entries.
+
+    MCAP files are sealed first (chunk + summary CRCs, which rosbags leaves 0), so every bag we
+    write -- exports and replay outputs -- lets a reader detect corruption.
+    """
+    from world_monitor.data.bag.integrity import seal_mcap
+
     for f in tmp.iterdir():
+        if f.suffix == ".mcap":
+            seal_mcap(f)
         if f.stem == tmp.name and f.suffix in (".mcap", ".db3"):
             f.rename(tmp / f"{path.name}{f.suffix}")
     meta = tmp / "metadata.yaml"

@@ -34,6 +34,13 @@ from world_monitor.data.bag.codec import (
     time_to_ns,
 )
 from world_monitor.data.bag.errors import BagError
+from world_monitor.data.bag.integrity import (
+    CORRUPT_CHUNK,
+    CorruptChunk,
+    ReadStats,
+    iter_messages,
+    verify_bag,
+)
 from world_monitor.data.bag.export import (
     DEFAULT_ACTION_TOPIC,
     DEFAULT_IMAGE_TOPIC,
@@ -106,10 +113,16 @@ class BagScan:
     ignored: Counter  # topic -> messages not decoded (unrelated topics)
     read_error: str | None = None
     messages_read: int = 0
+    integrity: ReadStats = field(default_factory=ReadStats)
 
 
 def open_reader(path: str | Path) -> Reader:
-    """Open a bag directory or a bare .mcap/.db3 file; any failure becomes a BagError."""
+    """Open a bag directory or a bare .mcap/.db3 file; any failure becomes a BagError.
+
+    Also runs the whole-file integrity checks (MCAP summary CRC, sqlite3 quick_check, see
+    :func:`~world_monitor.data.bag.integrity.verify_bag`): a bag whose index is corrupt is
+    refused here, before any message is trusted.
+    """
     p = Path(path)
     if not p.exists():
         raise BagError(p, "does not exist")
@@ -119,10 +132,20 @@ def open_reader(path: str | Path) -> Reader:
     # rosbags, mcap, sqlite3 and yaml all raise their own types
     except Exception as exc:  # noqa: BLE001
         hint = ""
-        if "magic" in str(exc) or "malformed" in str(exc):
+        if "database" in str(exc):
+            hint = "; the sqlite3 database is damaged: try `sqlite3 FILE .recover` on a copy"
+        elif "magic" in str(exc) or "malformed" in str(exc):
             hint = "; the file looks truncated (recording cut off?): try `mcap recover` or "
             hint += "`ros2 bag reindex`"
         raise BagError(p, f"cannot open bag ({type(exc).__name__}: {exc}){hint}") from None
+    try:
+        verify_bag(reader, p)
+    except BaseException:
+        try:
+            reader.close()
+        except Exception:  # noqa: BLE001 -- the integrity error is what matters
+            log.debug("closing %s failed", p, exc_info=True)
+        raise
     return reader
 
 
@@ -246,7 +269,11 @@ def scan_bag(
         total = sum(n for _, n in scan.topics.values())
         bar = tqdm(total=total, desc=f"read {path.name}", unit="msg", disable=not progress)
         try:
-            for conn, log_ns, raw in reader.messages():
+            for item in iter_messages(reader, path, scan.integrity):
+                if isinstance(item, CorruptChunk):
+                    _count_corrupt(scan, item, strict, bar)
+                    continue
+                conn, log_ns, raw = item
                 scan.messages_read += 1
                 bar.update(1)
                 ts = scan.scans.get(conn.topic)
@@ -291,6 +318,29 @@ def scan_bag(
         except Exception:  # closing a corrupt bag may fail too; the read error is what matters
             log.debug("closing %s failed", path, exc_info=True)
     return scan
+
+
+def _count_corrupt(scan: BagScan, chunk: CorruptChunk, strict: bool, bar: Any) -> None:
+    """Account for the messages of a chunk that failed its CRC: rejected (``corrupt_chunk``) on
+    decoded topics, ignored elsewhere; strict mode raises like any rejected message."""
+    if not chunk.counts_known:  # unaccounted: the read-count check below reports it
+        if strict:
+            raise BagError(scan.path, chunk.detail, kind=CORRUPT_CHUNK)
+        return
+    for conn, n in chunk.counts:
+        scan.messages_read += n
+        bar.update(n)
+        ts = scan.scans.get(conn.topic)
+        if ts is None:
+            scan.ignored[conn.topic] += n
+            continue
+        if strict:
+            raise BagError(scan.path, chunk.detail, topic=ts.topic, index=ts.count, kind=CORRUPT_CHUNK)
+        ts.first_rejection.setdefault(
+            CORRUPT_CHUNK, f"messages #{ts.count}-#{ts.count + n - 1}: {chunk.detail}"
+        )
+        ts.count += n
+        ts.rejected[CORRUPT_CHUNK] += n
 
 
 def _classify(

@@ -1,4 +1,9 @@
-"""Bag-replay launch test in the style of nav2's collision_monitor test (needs ROS 2).
+"""Bag-replay launch test in the style of nav2's collision_monitor test (needs a full ROS 2).
+
+Not collected by pytest (pytest.ini blocks the launch_testing plugin, which breaks pytest 9):
+run it on a full ROS 2 install with ``launch_test tests/ros/launch_bag_replay.py``. The same
+scenario runs in the pytest suite on the wheel-installed rclpy, played with
+``world-monitor play`` (tests/ros/test_graph_bundle.py).
 
 A shift episode (dark frames, then bright frames from ``ONSET``) is exported as a rosbag2 and
 played with ``ros2 bag play --clock`` into world_monitor_node (the real node; the model is the

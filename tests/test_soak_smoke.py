@@ -1,0 +1,67 @@
+"""Smoke test of ``benchmarks/soak.py`` at a tiny duration (the real soak is >= 10 minutes).
+
+Why (as ``test_benchmarks_smoke.py``): benchmarks run by hand only, so an API change that breaks
+one goes unnoticed; this runs the soak end to end on the shipped bundle for a few seconds and
+checks its table holds finite numbers. No thresholds on memory here: a few seconds of a process
+that is still warming up says nothing about a leak.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
+
+
+def _soak():
+    spec = importlib.util.spec_from_file_location("bench_soak", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(text: str, header: str) -> list[list[str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    out = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        out.append([c.strip() for c in line.strip("|").split("|")])
+    return out
+
+
+def test_soak_runs_and_prints_its_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    soak = _soak()
+    argv = [
+        "--minutes",
+        "0.05",
+        "--backend",
+        "torch",
+        "--engines-dir",
+        str(tmp_path),
+        "--episodes",
+        "1",
+    ]
+    assert soak.main([*argv, "--sample-every", "2"]) == 0
+    out = capsys.readouterr().out
+    for header in ("# command:", "# host:", "# load average", "# bundle:", "# target:"):
+        assert header in out, header
+    (row,) = _rows(out, "| host |")
+    decisions = int(row[4])
+    assert decisions > 0 and float(row[5]) > 0
+    for cell in (row[6], row[7], row[8]):
+        assert math.isfinite(float(cell)), cell
+    assert int(row[9]) > 0 and int(row[10]) > 0
+    refusals = dict(r[:2] for r in _rows(out, "| refusal |"))
+    assert refusals["accounting problems"] == "0"
+
+
+def test_rss_slope_is_mb_per_1000_decisions() -> None:
+    soak = _soak()
+    assert soak.rss_slope([0, 1000, 2000], [100.0, 100.5, 101.0]) == pytest.approx(0.5)
+    assert math.isnan(soak.rss_slope([5], [1.0]))
