@@ -155,10 +155,13 @@ class Graph(Probe):
             timeout,
         )
 
-    def diagnostics(self) -> list[dict[str, str]]:
-        """Every received world_monitor status as a dict of its key values (+ level, message)."""
+    def diagnostics(self, since: float = float("-inf")) -> list[dict[str, str]]:
+        """Every world_monitor status received at or after ``since`` (monotonic) as a dict of
+        its key values (+ level, message)."""
         out = []
-        for _, arr in self.rec.get("diagnostics"):
+        for t, arr in self.rec.get("diagnostics"):
+            if t < since:
+                continue
             for st in arr.status:
                 if st.name.startswith("world_monitor"):
                     d = {kv.key: kv.value for kv in st.values}
@@ -166,6 +169,12 @@ class Graph(Probe):
                     d["_message"] = st.message
                     out.append(d)
         return out
+
+    def decision_log(self) -> list[str]:
+        """``decision (reasons)`` of every received diagnostics status, for failure messages:
+        a lock that closed on a slow machine (stale input) reads differently from one that
+        closed on risk."""
+        return [f"{d.get('decision')} ({d.get('reasons')})" for d in self.diagnostics()]
 
     def close(self) -> None:
         self.wm.close()

@@ -165,7 +165,8 @@ def test_diagnostics_arrive_at_their_rate_with_the_documented_keys(graph: Graph)
         time.sleep(0.1)
     stamps = [t for t, _ in g.rec.get("diagnostics") if t >= t0]
     assert 7 <= len(stamps) <= 13, f"{len(stamps)} diagnostics in 2 s at 5 Hz"
-    d = g.diagnostics()[-1]
+    during = g.diagnostics(since=t0)
+    d = during[-1]
     for key in (
         "backend",
         "decision",
@@ -186,7 +187,11 @@ def test_diagnostics_arrive_at_their_rate_with_the_documented_keys(graph: Graph)
         "stamp_source",
     ):
         assert key in d, key
-    assert d["backend"] == "fake" and d["decision"] == "PROCEED" and d["_level"] == "0"
+    assert d["backend"] == "fake"
+    # dark frames at 10 Hz: PROCEED (level OK). A starved CI core can make one input late
+    # (stale_image STOP, correctly), so ask for most of them, and say what the others were.
+    proceed = [x for x in during if x["decision"] == "PROCEED" and x["_level"] == "0"]
+    assert len(proceed) >= len(during) // 2, g.decision_log()
     assert 7.0 <= float(d["inputs.image.rate_hz"]) <= 13.0
     assert d["camera_resolution"] == "16x16"
 

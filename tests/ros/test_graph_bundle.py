@@ -120,7 +120,9 @@ def test_a_played_in_distribution_episode_never_closes_an_open_lock(ros, monitor
         opened = _first_open(g)
         assert opened is not None and opened < times["first"] + 2.0
         locks = [(ts, m.data) for ts, m in g.rec.get("lock") if opened <= ts <= times["last"]]
-        assert locks and not any(v for _, v in locks), "closed during an in-distribution episode"
+        assert locks and not any(v for _, v in locks), (
+            f"closed during an in-distribution episode: {g.decision_log()}"
+        )
         # the recording ended: the camera goes stale and the lock closes (fail closed)
         assert g.wait_for(lambda: _engaged_after(g, times["last"]) is not None, 2.0)
     finally:
