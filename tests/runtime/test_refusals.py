@@ -130,7 +130,9 @@ def test_shipped_bundle_declares_its_training_action_range(tmp_path: Path) -> No
 
     manifest = load_bundle(default_bundle()).manifest
     ar = manifest["action_range"]
-    assert ar["min"][:3] == pytest.approx([-0.03] * 3) and ar["max"][:3] == pytest.approx([0.03] * 3)
+    assert ar["min"][:3] == pytest.approx([-0.03] * 3) and ar["max"][:3] == pytest.approx(
+        [0.03] * 3
+    )
     assert ar["min"][3] == ar["max"][3] == -1.0  # the training data never opens the gripper
     assert all(m > 0 for m in ar["margin"])
     monitor = load_monitor(default_bundle(), "torch", engines_dir=tmp_path)
@@ -150,6 +152,61 @@ def test_shipped_bundle_declares_its_training_action_range(tmp_path: Path) -> No
     a = monitor.assess(frames, np.full_like(chunk, 3.0), t)
     assert a.risk is None and a.reasons == (Reason.action_out_of_range,)
     assert a.decision is Decision.STOP
+
+
+def test_evaluation_scores_out_of_range_chunks_as_the_gate_does() -> None:
+    """``evaluate`` rolls the monitor out with ``Monitor.raw`` (no session, no ``assess``), so it
+    used to score absurd chunks like any other. Now such a decision is what the deployed gate
+    makes of it: not rolled out, ``c3_risk`` 1.0 (a STOP), counted under ``refused_decisions``."""
+    from types import SimpleNamespace
+
+    from world_monitor.data.episode import Episode, EpisodeMeta
+    from world_monitor.runtime.evaluate import ID_FAMILY, _score_episode, compute_metrics
+
+    class Cal:
+        def risk(self, scores):
+            return 0.2
+
+    class EvalMonitor:
+        context_length, horizon, slow_threshold, stop_threshold, seed = 2, 4, 0.5, 0.7, 0
+        rollout = backend = None
+        calibration = Cal()
+        action_range = RangedMonitor().action_range
+
+        def __init__(self) -> None:
+            self.chunks: list[np.ndarray] = []
+
+        def reset(self) -> None:
+            pass
+
+        def raw(self, frames, chunk, context_actions, stamp):
+            self.chunks.append(np.array(chunk))
+            return SimpleNamespace(scores={"recon": 0.1})
+
+    actions = np.tile(_good_chunk(1), (10, 1))
+    actions[8, 0] = 3.0  # one absurd command: in the chunks planned at t = 5..8
+    ep = Episode(
+        frames=np.full((10, 8, 8, 3), 30, np.uint8),
+        actions=actions,
+        stamps=np.arange(10) / 10.0,
+        meta=EpisodeMeta(scenario="synthetic", seed=0, fps=10.0, success=True),
+    )
+    mon = EvalMonitor()
+    rec = {"id": "e0", "onset": None, "failure_step": None}
+    ds = SimpleNamespace(load=lambda _id: ep)
+    scored = _score_episode(
+        mon, ds, ID_FAMILY, rec, stride=1, spread_seeds=[], ensemble=None, oracle=False
+    )
+    refused = [d for d in scored.decisions if d.refused]
+    assert [d.t for d in refused] == [5, 6, 7, 8]
+    assert all(d.refused == "action_out_of_range" and d.scores["c3_risk"] == 1.0 for d in refused)
+    assert all(math.isnan(d.scores["recon"]) for d in refused)
+    assert len(mon.chunks) == len(scored.decisions) - 4  # refused ones were never rolled out
+    assert all(mon.action_range.violation(c) is None for c in mon.chunks)
+    metrics = compute_metrics([scored], slow=0.5, stop=0.7, detectors=["c3_risk", "recon"])
+    assert metrics[ID_FAMILY]["refused_decisions"] == {"action_out_of_range": 4}
+    assert metrics[ID_FAMILY]["false_stop"]["k"] == 1
+    json.dumps(scored.to_dict(), allow_nan=False)
 
 
 # ---------------------------------------------------------------------------- item 2
@@ -212,6 +269,31 @@ def test_uncertifiable_rate_is_a_calibration_error_naming_what_is_needed() -> No
     assert cal.stop_threshold == 1.0 and "stop_bound" not in cal.info  # nothing half-written
     ok = retarget(cal, stop_alpha=0.0625, slow_alpha=0.10)
     assert ok.stop_threshold == pytest.approx(0.64) and ok.stop_threshold < 1.0
+
+
+def test_calibrate_cli_refuses_an_uncertifiable_rate_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's case end to end: 30 calibration episodes and the default 2 % STOP rate used
+    to write ``stop: 1.0`` and print success. Now: exit 2, one line naming what is needed and
+    the smallest certifiable rate, before any rollout, and the bundle left untouched."""
+    from tiny_world import make_tiny_dataset
+
+    from world_monitor.cli import main
+
+    data = make_tiny_dataset(tmp_path / "data", calib=30, test=1)
+    bundle = _copy_shipped(tmp_path)
+    before = (bundle / "calibration.json").read_bytes()
+    argv = ["calibrate", str(bundle), "--data", str(data), "--false-stop-rate", "0.02"]
+    rc = main([*argv, "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("world-monitor calibrate: error:")]
+    assert len(lines) == 1 and err.rstrip().endswith(lines[0]), err
+    assert "49 threshold episodes (98 calibration episodes), have 15" in lines[0]
+    assert "smallest rate these 15 can certify is 0.0625" in lines[0]
+    assert (bundle / "calibration.json").read_bytes() == before
 
 
 def _copy_shipped(tmp_path: Path) -> Path:
@@ -295,7 +377,9 @@ def test_gate_section_is_honoured_by_the_session(tmp_path: Path) -> None:
     update_calibration(bundle, stored)
     assert load_bundle(bundle).calibration["gate"] == {"reopen_after": 6}
     with pytest.raises(ValueError, match="shadow"):
-        GateConfig.from_calibration({"thresholds": {"slow": 0.1, "stop": 0.2}, "gate": {"shadow": 1}})
+        GateConfig.from_calibration(
+            {"thresholds": {"slow": 0.1, "stop": 0.2}, "gate": {"shadow": 1}}
+        )
 
 
 # ---------------------------------------------------------------------------- item 9

@@ -191,7 +191,7 @@ def retarget(
 
     maxima = np.asarray(calibration.info.get("threshold_episode_max_risk", []), dtype=np.float64)
     if maxima.size == 0:
-        raise ValueError(
+        raise CalibrationError(
             "calibration has no stored episode maxima; re-run `world-monitor calibrate`"
         )
     levels = [(lv, a) for lv, a in (("stop", stop_alpha), ("slow", slow_alpha)) if a is not None]
@@ -204,7 +204,7 @@ def retarget(
         if np.isfinite(ct.threshold) and ct.threshold >= 1.0:
             # the quantile is a risk that rounds to 1.0 (a signal far out in its fitted tail):
             # "risk > 1" can never happen, so this level would silently never trigger
-            raise ValueError(
+            raise CalibrationError(
                 f"{level} threshold: {int(np.sum(maxima >= 1.0))} of {maxima.size} "
                 "in-distribution threshold episodes reach risk 1.0, so no risk could exceed "
                 "the threshold; a fused signal's in-distribution tail is heavier than the "

@@ -20,6 +20,14 @@ score is its maximum over the decisions that carry its label (all decisions for 
 episodes, post-onset ones for shifted episodes) — the event "this episode would have raised an
 alarm because of the shift", which is also what the per-episode conformal thresholds bound.
 
+A decision whose chunk lies outside the bundle's training action range is scored as the
+deployed monitor treats it (:meth:`Monitor.assess <world_monitor.runtime.monitor.Monitor.assess>`
+and :class:`~world_monitor.runtime.session.MonitorSession` refuse it: STOP
+``action_out_of_range``, no rollout): ``c3_risk`` 1.0 (above any loadable STOP threshold, which
+is < 1), every other detector NaN, and the decision counted per family under
+``refused_decisions``. Why: otherwise the evaluation would score, and report detection numbers
+for, commands the gate never lets through.
+
 Everything is deterministic: fixed sampling seeds, fixed episode order, 1 torch thread by default.
 """
 
@@ -51,6 +59,7 @@ from world_monitor.runtime.severity import (
     require_sweepable,
     simulate_sweep,
 )
+from world_monitor.runtime.types import Reason
 from world_monitor.uq.detection import (
     auroc,
     first_alarm_step,
@@ -138,6 +147,8 @@ class DecisionScore:
     scores: dict[str, float]
     box: Box | None = None
     true_box: Box | None = None
+    #: why the deployed monitor would refuse this decision unassessed (``action_out_of_range``)
+    refused: str | None = None
 
 
 @dataclass
@@ -180,6 +191,7 @@ class EpisodeEval:
                     **{k: _num(v) for k, v in d.scores.items()},
                     "box": list(d.box) if d.box else None,
                     "true_box": list(d.true_box) if d.true_box else None,
+                    "refused": d.refused,
                 }
                 for d in self.decisions
             ],
@@ -303,6 +315,16 @@ def _rate(k: int, n: int) -> dict[str, Any]:
     return {"k": k, "n": n, "rate": (k / n) if n else None, "wilson95": [lo, hi]}
 
 
+def _refusals(episodes: Sequence[EpisodeEval]) -> dict[str, int]:
+    """Decisions the deployed monitor would refuse unassessed, per reason (module docstring)."""
+    out: dict[str, int] = {}
+    for e in episodes:
+        for d in e.decisions:
+            if d.refused is not None:
+                out[d.refused] = out.get(d.refused, 0) + 1
+    return out
+
+
 def _failure_metrics(episodes: Sequence[EpisodeEval], stop: float) -> dict[str, Any]:
     failing = [e for e in episodes if e.failure_step is not None]
     stopped, leads = 0, []
@@ -346,6 +368,7 @@ def compute_metrics(
             "decisions": sum(len(e.decisions) for e in ind),
             "false_stop": _rate(int((id_max_risk > stop).sum()), len(ind)),
             "false_slow": _rate(int((id_max_risk > slow).sum()), len(ind)),
+            "refused_decisions": _refusals(ind),
             **_failure_metrics(ind, stop),
         },
         "families": {},
@@ -375,6 +398,7 @@ def compute_metrics(
             "tpr_at_stop": _rate(int((risk_max > stop).sum()), len(scored)),
             "tpr_at_slow": _rate(int((risk_max > slow).sum()), len(scored)),
             "false_stop_before_onset": _rate(int(pre_stop), len(mid)),
+            "refused_decisions": _refusals(eps),
             **_failure_metrics(eps, stop),
             "localisation": localisation(eps, slow),
         }
@@ -497,9 +521,22 @@ def _score_episode(
         fps=float(ep.meta.fps),
     )
     cal = monitor.calibration
+    action_range = getattr(monitor, "action_range", None)
     monitor.reset()  # a fresh decision history per episode, as in calibration
     for p in decision_points(ep, monitor.context_length, monitor.horizon, stride):
         frames, chunk, context_actions = runtime_inputs(p)  # as the live session sees them
+        post = family != ID_FAMILY and p.t >= (onset or 0)
+        true_box = None
+        if post and ep.shift_mask is not None:
+            true_box = box_from_mask(ep.shift_mask[p.t])
+        if action_range is not None and action_range.violation(chunk) is not None:
+            # refused unassessed, as Monitor.assess does (no rollout, no motion history)
+            scores = {k: math.nan for k in DETECTORS}
+            scores["c3_risk"] = 1.0
+            out.decisions.append(
+                DecisionScore(p.t, post, scores, None, true_box, Reason.action_out_of_range.value)
+            )
+            continue
         raw = monitor.raw(frames, chunk, context_actions, stamp=p.t / out.fps)
         scores = {k: float(v) for k, v in raw.scores.items()}
         scores["c3_risk"] = float(cal.risk(raw.scores))
@@ -529,7 +566,6 @@ def _score_episode(
             if oracle
             else math.nan
         )
-        post = family != ID_FAMILY and p.t >= (onset or 0)
         box = None
         if scores["c3_risk"] > monitor.slow_threshold:
             box, _ = monitor.localise(
@@ -538,9 +574,6 @@ def _score_episode(
                 cal.signal_risk(raw.scores),
                 colour_cells=raw.colour_cells,
             )
-        true_box = None
-        if post and ep.shift_mask is not None:
-            true_box = box_from_mask(ep.shift_mask[p.t])
         out.decisions.append(DecisionScore(p.t, post, scores, box, true_box))
     return out
 

@@ -53,7 +53,8 @@ META_FORMAT = "world_monitor.episode_meta"
 #: largest frame (height x width) any decoder accepts, checked *before* decoding: 4096 x 4096
 #: = 16.7 Mpx passes every real camera up to 4K (3840 x 2160 = 8.3 Mpx) with room, while a
 #: 9000 x 9000 PNG (a few KB compressed, 243 MB decoded, seconds of CPU) is refused from its
-#: header. Callers (the node's parameter, replay) may pass a lower ``max_pixels``.
+#: header (in inspect, import, replay and the live node alike). Callers may pass a lower
+#: ``max_pixels``.
 MAX_IMAGE_PIXELS = 4096 * 4096
 #: CompressedImage formats decoded (what image_transport's compressed plugin produces). Other
 #: formats PIL could open (TIFF, BMP, ICO, EPS via Ghostscript ...) only widen the attack surface.
