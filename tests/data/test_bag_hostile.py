@@ -16,8 +16,7 @@ import pytest
 from mcap.reader import make_reader
 
 from world_monitor.cli import main
-from world_monitor.data.bag import BagError, export_episode_bag, import_episode_bag
-from world_monitor.data.bag import codec
+from world_monitor.data.bag import BagError, codec, export_episode_bag, import_episode_bag
 from world_monitor.data.bag.codec import Rejected, encode_compressed
 from world_monitor.data.inspect import inspect_path
 
@@ -35,11 +34,16 @@ def _png_header_only(h: int, w: int) -> bytes:
     """PNG signature + IHDR claiming h x w RGB + one empty IDAT: what a bomb's header says."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
     )
 
 
@@ -107,7 +111,9 @@ def test_compressed_image_over_pixel_budget_is_rejected_from_its_header():
 
 def test_4k_jpeg_is_within_the_budget():
     frame = np.zeros((2160, 3840, 3), np.uint8)
-    assert codec.decode_compressed_image(_Compressed(encode_compressed(frame, "jpeg"), "jpeg")).shape == (
+    assert codec.decode_compressed_image(
+        _Compressed(encode_compressed(frame, "jpeg"), "jpeg")
+    ).shape == (
         2160,
         3840,
         3,
@@ -197,9 +203,10 @@ def test_byte_flip_inside_an_mcap_chunk_is_a_counted_rejection(tmp_path, make_ep
     assert rep["integrity"]["corrupt_chunks"] == 1
     assert rep["rejected"] == clean["messages_read"]  # the bag's only chunk: every message
     cam = rep["topics"]["/camera/image_raw"]
-    assert cam["rejected"] == {"corrupt_chunk": 6} and "CRC" in cam["rejection_examples"][
-        "corrupt_chunk"
-    ]
+    assert (
+        cam["rejected"] == {"corrupt_chunk": 6}
+        and "CRC" in cam["rejection_examples"]["corrupt_chunk"]
+    )
     with pytest.raises(BagError) as info:
         import_episode_bag(path)
     assert info.value.kind == "corrupt_chunk"

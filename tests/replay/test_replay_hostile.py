@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from conftest import FPS, make_episode
 from mcap.reader import make_reader
-
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from world_monitor.data.bag.codec import COMPRESSED, FLOAT_ARRAY, get_store, ns_to_time
@@ -107,7 +106,9 @@ def test_corrupt_chunk_is_counted_and_closes_the_lock(make_bag, fake_monitor):
     bag = make_bag(_big_episode())
     mcap = next(bag.glob("*.mcap"))
     with mcap.open("rb") as f:
-        chunks = sorted(make_reader(f).get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset)
+        chunks = sorted(
+            make_reader(f).get_summary().chunk_indexes, key=lambda c: c.chunk_start_offset
+        )
     assert len(chunks) >= 3
     mid = chunks[1]
     data = bytearray(mcap.read_bytes())

@@ -249,6 +249,29 @@ def test_context_gap_tolerance_is_declared_in_the_session_config() -> None:
         SessionConfig(context_period_tolerance=1.0)
 
 
+def test_a_faster_camera_is_subsampled_to_the_bundle_period_not_refused() -> None:
+    """A 30 Hz camera on a 10 Hz bundle (tolerance 50 %): a frame sooner than 0.05 s after
+    the last kept one is skipped, so every second frame is a context frame (0.067 s apart,
+    inside the declared tolerance); the others are counted superseded, never a context_gap."""
+    s = _session()
+    opened = []
+    for k in range(31):  # 1 s at 30 Hz
+        t = k / 30.0
+        s.tick(t)
+        s.on_image(fakes.frame(10), t)
+        if k % 3 == 0 and k:
+            s.on_actions(_good_chunk(), t)
+            r = s.decide(t)
+            assert r.error is None, r.error
+            opened.append(r.status.decision is Decision.PROCEED)
+    assert opened[-1], opened
+    contexts = [c[0] for c in s.monitor.calls]
+    assert len(contexts) == 10
+    summary = s.summary()
+    assert summary["counts"]["frames_decimated"] == 15 and summary["counts"]["context_gaps"] == 0
+    assert summary["accounting_problems"] == []
+
+
 # ---------------------------------------------------------------------------- item 3
 def _calibration(maxima: list[float]) -> RiskCalibration:
     cal = RiskCalibration.fit_reference(

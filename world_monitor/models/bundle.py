@@ -490,9 +490,7 @@ def _parse_yaml(path: Path) -> object:
     try:
         obj = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except RecursionError:
-        raise BundleError(
-            f"{path}: nested too deeply (more than {MAX_NESTING} levels)"
-        ) from None
+        raise BundleError(f"{path}: nested too deeply (more than {MAX_NESTING} levels)") from None
     except yaml.YAMLError as e:
         raise BundleError(f"{path}: not valid YAML ({e})") from e
     if not _nesting_ok(obj):

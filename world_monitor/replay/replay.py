@@ -561,7 +561,9 @@ class _Replay:
                     self.ignored[conn.topic] += 1
                     continue
                 reason = Reason.invalid_image if stream == IMAGE_STREAM else Reason.invalid_actions
-                self._reject(stream, ConversionError(reason, CORRUPT_CHUNK, chunk.detail), index, now)
+                self._reject(
+                    stream, ConversionError(reason, CORRUPT_CHUNK, chunk.detail), index, now
+                )
         return log_ns
 
     # ---- summary --------------------------------------------------------------------------

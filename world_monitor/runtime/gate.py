@@ -105,7 +105,13 @@ _MODEL_REASONS = frozenset(
 #: honours): tuning that belongs with the calibration (how many confident decisions reopen,
 #: the input timeouts the thresholds were measured with).
 CALIBRATION_GATE_KEYS = frozenset(
-    {"reopen_after", "image_timeout_s", "action_timeout_s", "decision_timeout_s", "max_clock_skew_s"}
+    {
+        "reopen_after",
+        "image_timeout_s",
+        "action_timeout_s",
+        "decision_timeout_s",
+        "max_clock_skew_s",
+    }
 )
 #: GateConfig fields a calibration file must not set, with why: deployment modes are run-time
 #: decisions of the operator (ROS parameters), never something a file inside the bundle can

@@ -445,7 +445,10 @@ class InputBuffer:
         action_range: refuse chunks outside it (``action_out_of_range``); None: no range check.
         frame_period_s: the camera period the model was trained and calibrated at; a frame
             whose spacing from the previous one differs by more than ``period_tolerance``
-            (relative) restarts the context (None: no spacing check).
+            (relative) restarts the context (None: no spacing check). A frame *sooner* than
+            ``(1 - period_tolerance) * frame_period_s`` after the last kept one is skipped
+            (accepted, counted superseded and in ``decimated``): a faster camera is
+            subsampled to the bundle's rate rather than refused.
         period_tolerance: relative tolerance on the frame spacing, in (0, 1).
     """
 
@@ -491,6 +494,8 @@ class InputBuffer:
         self._frames: deque[_Slot] = deque()
         self._actions: _Slot | None = None
         self._last_stamp: dict[str, float | None] = {IMAGE: None, ACTIONS: None}
+        #: valid frames skipped because they came sooner than the bundle's frame period allows
+        self.decimated = 0
 
     # ---- offers (never raise) ---------------------------------------------------------------
 
@@ -514,9 +519,12 @@ class InputBuffer:
                     last=self._last_stamp[stream],
                     allow_equal=self.allow_equal_stamps,
                 )
+                decimated = False
                 if stream == IMAGE:
                     arr = validate_frame(data, self.image_hw, encoding=encoding, name=stream)
-                    self._push_frame(np.array(arr, dtype=np.uint8, copy=True), t)
+                    decimated = self._too_soon(t)
+                    if not decimated:
+                        self._push_frame(np.array(arr, dtype=np.uint8, copy=True), t)
                 else:
                     arr = validate_action_chunk(
                         data,
@@ -528,6 +536,9 @@ class InputBuffer:
                     self._set_actions(np.array(arr, dtype=np.float32, copy=True), t)
                 self._last_stamp[stream] = t
                 self.accounting.accept(stream)
+                if decimated:  # valid, and never going to be a context frame
+                    self.accounting.mark_superseded(IMAGE)
+                    self.decimated += 1
                 return None
         except InputError as err:
             self.accounting.reject(stream, err.reason)
@@ -537,6 +548,15 @@ class InputBuffer:
             self.accounting.reject(stream, Reason.internal_error)
             logger.exception("internal error while buffering %s", stream)
             return InputError(stream, Reason.internal_error, f"{type(exc).__name__}: {exc}")
+
+    def _too_soon(self, t: float) -> bool:
+        """A frame closer to the last kept one than the period allows (a camera faster than
+        the bundle's rate): skip it, so a 30 Hz camera feeds a 10 Hz bundle every third frame
+        instead of breaking the context spacing on every frame (a permanent context_gap)."""
+        period = self.frame_period_s
+        if period is None or not self._frames:
+            return False
+        return t - self._frames[-1].stamp < (1.0 - self.period_tolerance) * period
 
     def _push_frame(self, arr: np.ndarray, t: float) -> None:
         period = self.frame_period_s
@@ -588,8 +608,7 @@ class InputBuffer:
                     raise InputError(
                         IMAGE,
                         Reason.context_gap,
-                        f"{self._gap}; {len(self._frames)} of {self.context} context frames "
-                        "since",
+                        f"{self._gap}; {len(self._frames)} of {self.context} context frames since",
                     )
                 raise InputError(
                     IMAGE,

@@ -126,7 +126,9 @@ class SessionConfig:
             context frames may differ from the monitor's ``frame_period_s`` (the camera period
             the bundle was calibrated at) before the context restarts and decisions say
             ``context_gap``. 0.5 accepts jitter up to half a period and catches a dropped
-            frame (2x) or a camera at another rate. Monitors without ``frame_period_s`` (test
+            frame (2x) or a slower camera; frames sooner than ``(1 - tolerance)`` periods
+            after the last kept one are skipped (a faster camera is subsampled, counted in
+            ``counts.frames_decimated``). Monitors without ``frame_period_s`` (test
             fakes) are not checked.
     """
 
@@ -520,9 +522,7 @@ class MonitorSession:
             self._counts["bad_clock_calls"] += 1
         status = self._remember(self.gate.report_fault(err.reason, f"{where}: {err.detail}"))
         known = self.gate.clock
-        return DecisionResult(
-            math.nan if known is None else known, status, error=err.reason.value
-        )
+        return DecisionResult(math.nan if known is None else known, status, error=err.reason.value)
 
     def _decide(self, now: float, clock: Callable[[], float] | None) -> DecisionResult:
         with self._state_lock:
@@ -731,6 +731,7 @@ class MonitorSession:
             decisions = list(self._decisions)
             alerts = [a.to_dict() for a in self._alerts]
             counts = dict(self._counts)
+        counts["frames_decimated"] = int(self.buffer.decimated)
         status = self.gate.status()
         return {
             "monitor": {

@@ -89,7 +89,8 @@ class Reason(str, enum.Enum):
     #: never saw such a command, so its confidence there means nothing (it saturated at 1.0)
     action_out_of_range = "action_out_of_range"
     #: the context frames are not spaced like the bundle's frame period (a gap, a dropped
-    #: frame, a faster camera): the model would be reading a motion it was never shown
+    #: frame, a slower camera): the model would be reading a motion it was never shown. A
+    #: faster camera is subsampled instead (frames too soon are skipped, counted superseded)
     context_gap = "context_gap"
     # backend / internal
     backend_error = "backend_error"  # the model backend raised

@@ -34,18 +34,18 @@ from world_monitor.data.bag.codec import (
     time_to_ns,
 )
 from world_monitor.data.bag.errors import BagError
+from world_monitor.data.bag.export import (
+    DEFAULT_ACTION_TOPIC,
+    DEFAULT_IMAGE_TOPIC,
+    MASK_TOPIC,
+    META_TOPIC,
+)
 from world_monitor.data.bag.integrity import (
     CORRUPT_CHUNK,
     CorruptChunk,
     ReadStats,
     iter_messages,
     verify_bag,
-)
-from world_monitor.data.bag.export import (
-    DEFAULT_ACTION_TOPIC,
-    DEFAULT_IMAGE_TOPIC,
-    MASK_TOPIC,
-    META_TOPIC,
 )
 
 __all__ = [
@@ -335,7 +335,9 @@ def _count_corrupt(scan: BagScan, chunk: CorruptChunk, strict: bool, bar: Any) -
             scan.ignored[conn.topic] += n
             continue
         if strict:
-            raise BagError(scan.path, chunk.detail, topic=ts.topic, index=ts.count, kind=CORRUPT_CHUNK)
+            raise BagError(
+                scan.path, chunk.detail, topic=ts.topic, index=ts.count, kind=CORRUPT_CHUNK
+            )
         ts.first_rejection.setdefault(
             CORRUPT_CHUNK, f"messages #{ts.count}-#{ts.count + n - 1}: {chunk.detail}"
         )
