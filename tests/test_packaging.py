@@ -82,7 +82,9 @@ def _fake_launch_testing(root: Path) -> dict[str, str]:
     )
     info = root / "fake_launch_testing-3.0.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-launch-testing\nVersion: 3.0\n")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fake-launch-testing\nVersion: 3.0\n"
+    )
     (info / "entry_points.txt").write_text(
         "[pytest11]\nlaunch_testing = fake_launch_testing_hooks\n"
     )

@@ -165,8 +165,15 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
         (CALIBRATION_FILE, b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
         (CONFIG_FILE, b"model: {horizon: 4}\n# " + b"x" * (5 << 20) + b"\n", "too large"),
     ],
-    ids=["manifest-deep", "manifest-utf8", "config-utf8", "config-deep", "calib-utf8",
-         "calib-deep", "config-huge"],
+    ids=[
+        "manifest-deep",
+        "manifest-utf8",
+        "config-utf8",
+        "config-deep",
+        "calib-utf8",
+        "calib-deep",
+        "config-huge",
+    ],
 )
 def test_hostile_files_are_named_bundle_errors(
     tmp_path: Path, fname: str, data: bytes, needle: str
