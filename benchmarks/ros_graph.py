@@ -8,7 +8,7 @@ quiet while the monitor is alive (twist_mux's lock timeout is typically 0.5 s), 
 reaches the lock within about one decision's latency. Neither can be asserted in a unit test on
 a shared machine, so this script measures them on the real graph:
 
-* the real node (``world_monitor.ros.node.main``: MultiThreadedExecutor, callback groups) in
+* the real node (``world_monitor.ros.node.main``: heartbeat thread, single-threaded executor) in
   its own process, on the shipped bundle (onnxruntime), deciding once per chunk;
 * a probe in this process plays an in-distribution episode from the built-in simulator at 10 Hz
   with a chunk every 4 frames (a policy re-planning every 4 steps: 2.5 decisions/s); every 6th

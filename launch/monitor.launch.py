@@ -94,6 +94,7 @@ PARAMS_FILE_ONLY = {
     "decision_timeout_s": "watchdog: no assessment for this long closes the gate",
     "reopen_after": "hysteresis of the gate (consecutive confident decisions)",
     "diagnostics_rate_hz": "/diagnostics rate",
+    "context_period_tolerance": "camera period vs the bundle's frame period (relative)",
 }
 
 #: the node's own topic names, remapped by the ``remap`` arguments

@@ -1,9 +1,10 @@
 """A live ROS 2 graph for tests: the real node, a probe node, real DDS on loopback.
 
 Why a harness: every real-graph test needs the same things — the node spun by the executor its
-``main`` uses (a MultiThreadedExecutor, so callback groups are exercised as on a robot), a probe
-that publishes camera frames / chunks / commands and records every output with its arrival
-time, and a bounded wait. The loopback-only DDS environment and the per-session domain id are
+``main`` uses, a probe that publishes camera frames / chunks / commands and records every output
+with its arrival time, and a bounded wait. The probe has an executor and thread of its own, as a
+consumer in another process would: a slow callback in the node must not delay the recording of
+its outputs (that would hide or fake a late lock). The loopback-only DDS environment and the per-session domain id are
 set by ``tests/conftest.py`` before rclpy is imported.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool, Float32, Float32MultiArray, MultiArrayDimension
@@ -110,6 +112,7 @@ class Graph(Probe):
         params: dict[str, Any],
         *,
         name: str = "world_monitor",
+        executor: Any = None,
     ) -> None:
         self.node_under_test = WorldMonitorNode(
             name,
@@ -127,19 +130,25 @@ class Graph(Probe):
             DiagnosticArray, "/diagnostics", self.rec.callback("diagnostics"), 50
         )
         self.probe.create_subscription(Twist, "/cmd_out", self.rec.callback("cmd_out"), 50)
-        self.executor = make_executor()
+        self.executor = make_executor() if executor is None else executor
         self.executor.add_node(self.node_under_test)
-        self.executor.add_node(self.probe)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self.probe_executor = SingleThreadedExecutor()
+        self.probe_executor.add_node(self.probe)
+        self._threads = [
+            threading.Thread(target=self._spin, args=(ex,), daemon=True)
+            for ex in (self.executor, self.probe_executor)
+        ]
+        for t in self._threads:
+            t.start()
 
     @property
     def wm(self) -> WorldMonitorNode:
         return self.node_under_test
 
-    def _spin(self) -> None:
+    @staticmethod
+    def _spin(executor: Any) -> None:
         with contextlib.suppress(Exception):  # shut down under us at close()
-            self.executor.spin()
+            executor.spin()
 
     def wait_for(self, cond: Callable[[], bool], timeout: float = 10.0) -> bool:
         return wait_for(cond, timeout)
@@ -178,8 +187,10 @@ class Graph(Probe):
 
     def close(self) -> None:
         self.wm.close()
-        self.executor.shutdown(timeout_sec=2.0)
-        self._thread.join(timeout=5.0)
+        for ex in (self.executor, self.probe_executor):
+            ex.shutdown(timeout_sec=2.0)
+        for t in self._threads:
+            t.join(timeout=5.0)
         self.probe.destroy_node()
         self.wm.destroy_node()
 

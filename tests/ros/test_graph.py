@@ -218,7 +218,7 @@ def test_lock_is_published_at_the_heartbeat_rate_not_per_decision(graph: Graph) 
 @pytest.mark.parametrize("graph", [{"heartbeat_rate_hz": 20.0}], indirect=True)
 def test_heartbeat_never_waits_for_a_slow_input_callback(graph: Graph, monkeypatch) -> None:
     """The camera callback blocks for 0.6 s (a huge image, a slow decode): the lock heartbeat
-    runs in its own callback group and keeps its 50 ms period."""
+    runs on its own thread and keeps its 50 ms period."""
     g = graph
     original = g.wm._on_image
 
@@ -235,6 +235,31 @@ def test_heartbeat_never_waits_for_a_slow_input_callback(graph: Graph, monkeypat
     times = [t for t, _ in g.rec.get("lock")]
     assert len(times) > 20
     assert gaps(times).max() < 0.15, f"heartbeat gap {gaps(times).max() * 1e3:.0f} ms"
+
+
+@pytest.mark.parametrize("graph", [{"image_timeout_s": 0.3}], indirect=True)
+def test_a_stalled_executor_closes_the_lock_from_the_heartbeat(graph: Graph, monkeypatch) -> None:
+    """The executor is stuck in one callback for 1.2 s, so no input reaches the session: the
+    heartbeat keeps beating and its watchdog closes the lock once the camera is 0.3 s stale,
+    without waiting for the executor (fail closed, not silent)."""
+    g = graph
+    assert _open(g)
+    original = g.wm._on_image
+    monkeypatch.setattr(g.wm, "_on_image", lambda m, t: (time.sleep(1.2), original(m, t)))
+    g.rec.clear()
+    t0 = time.monotonic()
+    deadline = t0 + 1.0
+    while time.monotonic() < deadline and True not in g.rec.values("lock"):
+        # the camera and the policy keep publishing; the first frame blocks the executor
+        g.publish_image(np.full((*HW, 3), 20, np.uint8))
+        g.publish_chunk(_chunk())
+        time.sleep(0.05)
+    closed = next(t for t, m in g.rec.get("lock") if m.data is True)
+    assert closed - t0 < 0.3 + 0.25, f"lock closed {closed - t0:.2f} s into the stall"
+    assert "stale_image" in _reasons(g)
+    time.sleep(max(0.0, t0 + 1.1 - time.monotonic()))
+    beats = [t for t, _ in g.rec.get("lock") if t <= t0 + 1.1]
+    assert gaps(beats).max() < 0.15  # and it kept beating (closed) through the stall
 
 
 # ---- inputs -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ configures and activates itself, so it also works without a lifecycle manager.
 * configure: read and validate parameters (fail fast, every problem named), compose the hydra
   config with ``hydra_overrides``, load the bundle with the backend order, build the
   :class:`~world_monitor.runtime.session.MonitorSession`, create publishers and diagnostics.
-* activate: subscriptions (camera with the sensor-data QoS), heartbeat timer, decision worker.
+* activate: subscriptions (camera with the sensor-data QoS), heartbeat thread, decision worker.
 * deactivate: publish ``lock=true`` first, then stop inputs, timers and the worker.
 * cleanup: drop the session, monitor and publishers.
 
@@ -19,14 +19,17 @@ offline replay. Decisions run on a worker thread, so slow inference never blocks
 subscription callbacks; a chunk arriving while the worker is busy makes the next decision use
 the newest chunk (the older unused one is counted as superseded).
 
-Threads and callback groups (why: measured on a loaded 2-core machine, a single-threaded
-executor let image callbacks delay the heartbeat by up to 862 ms, past twist_mux's usual 0.5 s
-lock timeout): the heartbeat + watchdog timer, the diagnostics timer, the camera/chunk
-subscriptions and the relay each have their own mutually exclusive callback group, and
-:func:`main` spins a :class:`~rclpy.executors.MultiThreadedExecutor`, so no callback waits for
-another group's. ``~/lock`` is published by the heartbeat at ``heartbeat_rate_hz``; a decision
-that *changes* the lock publishes it at once and restarts the heartbeat period, so the rate
-stays the heartbeat's while a STOP reaches twist_mux without waiting for the next beat.
+Threads (why: the lock must not depend on the executor keeping up; see
+:mod:`world_monitor.ros.heartbeat` for what was measured with rclpy's executors): the heartbeat
++ watchdog runs on a thread of its own (:class:`~world_monitor.ros.heartbeat.Heartbeat`),
+decisions on the worker thread, and :func:`main` spins a
+:class:`~rclpy.executors.SingleThreadedExecutor` for the cheap callbacks (camera and chunk
+conversion, the relay, diagnostics, lifecycle services). A slow callback therefore delays other
+callbacks but never the lock, and a stalled executor makes inputs go stale, which the heartbeat's
+watchdog turns into a closed lock. ``~/lock`` is published by the heartbeat at
+``heartbeat_rate_hz``; a decision that *changes* the lock publishes it at once and restarts the
+heartbeat period, so the rate stays the heartbeat's while a STOP reaches twist_mux without
+waiting for the next beat.
 
 Camera frames of any size are prepared for the bundle by one declared transform
 (``image_resize``, ``image_crop_roi``; :mod:`world_monitor.data.frame_prep`), and the heatmap is
@@ -60,8 +63,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -83,6 +85,7 @@ from world_monitor.ros.convert import (
     scale_twist,
     stamp_of,
 )
+from world_monitor.ros.heartbeat import Heartbeat
 from world_monitor.ros.params import (
     BOOL,
     DOUBLE,
@@ -236,13 +239,9 @@ class WorldMonitorNode(LifecycleNode):
         self._pubs: dict[str, Any] = {}
         self._input_subs: list[Any] = []
         self._activity_timers: list[Any] = []
-        self._heartbeat_timer: Any = None
+        self._beat: Heartbeat | None = None
         self._updater: Any = None
         self._diag_timer: Any = None
-        self._heartbeat_group = MutuallyExclusiveCallbackGroup()
-        self._diagnostics_group = MutuallyExclusiveCallbackGroup()
-        self._input_group = MutuallyExclusiveCallbackGroup()
-        self._relay_group = MutuallyExclusiveCallbackGroup()
         self._last_lock: bool | None = None
         self.rates = {
             IMAGE_STREAM: RateMeter(),
@@ -317,6 +316,7 @@ class WorldMonitorNode(LifecycleNode):
                     measure_wall_time=True,
                     slow_action_scale=slow,
                     slow_action_dims=tuple(params["slow_action_dims"]) if slow is not None else (),
+                    context_period_tolerance=float(params["context_period_tolerance"]),
                 ),
             )
         except Exception as exc:  # noqa: BLE001 -- any load failure is a failed transition
@@ -379,32 +379,23 @@ class WorldMonitorNode(LifecycleNode):
                 "image",
                 lambda m: self._on_image(m, img_name),
                 qos_profile_sensor_data,
-                callback_group=self._input_group,
             ),
             self.create_subscription(
                 act_type,
                 "action_chunk",
                 lambda m: self._on_actions(m, act_name),
                 10,
-                callback_group=self._input_group,
             ),
         ]
         if p["relay_enabled"]:
             relay_type = Twist if p["relay_msg_type"] == "Twist" else JointTrajectory
             self._input_subs.append(
-                self.create_subscription(
-                    relay_type, "cmd_in", self._on_cmd, 10, callback_group=self._relay_group
-                )
+                self.create_subscription(relay_type, "cmd_in", self._on_cmd, 10)
             )
-        self._heartbeat_timer = self.create_timer(
-            1.0 / p["heartbeat_rate_hz"], self._heartbeat, callback_group=self._heartbeat_group
-        )
-        self._activity_timers = [self._heartbeat_timer]
+        self._activity_timers = []
         if p["decision_rate_hz"] > 0:
             self._activity_timers.append(
-                self.create_timer(
-                    1.0 / p["decision_rate_hz"], self._wake.set, callback_group=self._input_group
-                )
+                self.create_timer(1.0 / p["decision_rate_hz"], self._wake.set)
             )
         self._stop = threading.Event()
         self._worker = threading.Thread(
@@ -415,6 +406,10 @@ class WorldMonitorNode(LifecycleNode):
             self._active = True
             self._last_lock = None
         self._heartbeat()  # first lock message right away: closed until the first decision
+        self._beat = Heartbeat(
+            1.0 / p["heartbeat_rate_hz"], self._heartbeat, name="world_monitor_heartbeat"
+        )
+        self._beat.start()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -468,7 +463,9 @@ class WorldMonitorNode(LifecycleNode):
         for t in self._activity_timers:
             self.destroy_timer(t)
         self._activity_timers = []
-        self._heartbeat_timer = None
+        if self._beat is not None:
+            self._beat.stop()
+            self._beat = None
         self._stop.set()
         self._wake.set()
         if self._worker is not None and self._worker is not threading.current_thread():
@@ -487,9 +484,7 @@ class WorldMonitorNode(LifecycleNode):
             from diagnostic_msgs.msg import DiagnosticArray
 
             self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-            self._diag_timer = self.create_timer(
-                period, self._publish_diagnostics, callback_group=self._diagnostics_group
-            )
+            self._diag_timer = self.create_timer(period, self._publish_diagnostics)
             return
         self._updater = Updater(self, period=period)
         self._updater.setHardwareID("world_monitor")
@@ -596,10 +591,14 @@ class WorldMonitorNode(LifecycleNode):
         session = self.session
         if session is None or not self._active:
             return
-        status = session.tick(self._now())
+        try:
+            lock = session.tick(self._now()).lock
+        except Exception as exc:  # noqa: BLE001 -- fail closed: no watchdog verdict, no motion
+            self.get_logger().error(f"heartbeat watchdog failed, closing the lock: {exc}")
+            lock = True
         with self._pub_lock:
             if self._active:
-                self._publish_lock(status.lock)
+                self._publish_lock(lock)
 
     def _publish_lock(self, lock: bool) -> None:
         pub = self._pubs.get("lock")
@@ -618,12 +617,9 @@ class WorldMonitorNode(LifecycleNode):
         if self._last_lock is not None and bool(lock) == self._last_lock:
             return
         self._publish_lock(lock)
-        timer = self._heartbeat_timer
-        if timer is not None:
-            try:
-                timer.reset()
-            except Exception as exc:  # noqa: BLE001 -- a destroyed timer: the next beat is moot
-                logger.debug("heartbeat reset failed: %s", exc)
+        beat = self._beat  # teardown may clear it meanwhile
+        if beat is not None:
+            beat.reset()
 
     def _on_cmd(self, msg: Any) -> None:
         """Relay like nav2's collision_monitor: forward on PROCEED, scale Twist on SLOW, drop
@@ -684,10 +680,11 @@ class WorldMonitorNode(LifecycleNode):
                     self._pubs["heatmap"].publish(image_msg(self._msgs, rgb, header))
 
 
-def make_executor() -> MultiThreadedExecutor:
-    """The executor the node needs: enough threads that the heartbeat, diagnostics, input and
-    relay callback groups never wait for each other."""
-    return MultiThreadedExecutor(num_threads=4)
+def make_executor() -> SingleThreadedExecutor:
+    """The executor the node is spun by: single-threaded, because every executor callback is
+    cheap (inference and the lock heartbeat have threads of their own) and rclpy's
+    MultiThreadedExecutor busy-spins on this graph (see :mod:`world_monitor.ros.heartbeat`)."""
+    return SingleThreadedExecutor()
 
 
 def main(

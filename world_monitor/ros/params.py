@@ -73,6 +73,13 @@ PARAMETERS: dict[str, tuple[Any, str, str]] = {
         "header: inputs are timed by their header stamps (a zero stamp is unset and rejected as "
         "invalid_stamp); receive_time: by the node clock on arrival (drivers that do not stamp)",
     ),
+    "context_period_tolerance": (
+        0.5,
+        _DBL,
+        "relative tolerance on the camera period against the bundle's frame period: later "
+        "frames restart the context (context_gap STOP), sooner ones are skipped (a faster "
+        "camera is subsampled); in (0, 1)",
+    ),
     "action_msg_type": ("JointTrajectory", _STR, "JointTrajectory or Float32MultiArray [H, A]"),
     "relay_enabled": (False, _BOOL, "forward cmd_in -> cmd_out only while the gate allows it"),
     "relay_msg_type": ("Twist", _STR, "Twist or JointTrajectory"),
@@ -114,6 +121,9 @@ def validate_parameters(p: dict[str, Any]) -> list[str]:
     s = p.get("slow_scale")
     if not isinstance(s, int | float) or not (0 < s <= 1):
         errors.append(f"slow_scale must be in (0, 1], got {s!r}")
+    tol = p.get("context_period_tolerance")
+    if not isinstance(tol, int | float) or not (0 < tol < 1):
+        errors.append(f"context_period_tolerance must be in (0, 1), got {tol!r}")
     dims = p.get("slow_action_dims")
     if not isinstance(dims, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims
