@@ -71,6 +71,9 @@ ARGS = [
      "header | receive_time: how inputs are timed (node default header)"),
     ("action_msg_type", "action_msg_type", "string", "",
      "JointTrajectory | Float32MultiArray (node default JointTrajectory)"),
+    ("action_field", "action_field", "string", "",
+     "JointTrajectoryPoint array with the chunk: positions | velocities | accelerations | effort "
+     "(node default positions)"),
     ("relay", "relay_enabled", "bool", "",
      "relay cmd_in -> cmd_out while the gate allows it (node default false)"),
     ("relay_msg_type", "relay_msg_type", "string", "", "Twist | JointTrajectory (node default Twist)"),

@@ -95,7 +95,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from world_monitor.data.inspect import format_report, inspect_path, strict_problems
 
-    report = inspect_path(Path(args.path))
+    report = inspect_path(Path(args.path), action_field=args.action_field)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
@@ -138,14 +138,22 @@ def _cmd_import_bag(args: argparse.Namespace) -> int:
         prep = FramePrep(parse_size(args.image_size), args.image_resize, args.crop_roi)
     elif args.crop_roi or args.image_resize != "stretch":
         raise UserError("--image-resize/--crop-roi need --image-size HxW (the bundle's input)")
+    labels = None
+    if args.labels:
+        from world_monitor.data.bag.labels import load_labels
+
+        labels = load_labels(args.labels)  # LabelError: one line, exit 2
     summary = import_paths(
         [Path(p) for p in args.bags],
         Path(args.out),
         image_topic=args.image_topic,
         action_topic=args.action_topic,
         split=args.split,
+        labels=labels,
+        split_seed=args.split_seed,
         progress=not args.no_progress,
         frame_prep=prep,
+        action_field=args.action_field,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0 if summary.get("failed", 0) == 0 else 1
@@ -212,6 +220,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         crop_roi=args.crop_roi,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        action_field=args.action_field,
+        check_fit=not args.no_fit_check,
     )
     s = result.summary
     alerts = s["session"]["alerts"]
@@ -608,6 +618,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 2 (one line saying why) if any message is unreadable, rejected or unaccounted",
     )
+    p.add_argument(
+        "--action-field",
+        default="positions",
+        choices=["positions", "velocities", "accelerations", "effort"],
+        help="which JointTrajectoryPoint array carries the action chunk (effort for a "
+        "torque-driven arm); the node's action_field parameter",
+    )
     p.set_defaults(func=_cmd_inspect, overrides=[])
 
     p = sub.add_parser(
@@ -640,7 +657,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dataset directory to write")
     p.add_argument("--image-topic", default=None)
     p.add_argument("--action-topic", default=None)
-    p.add_argument("--split", default="test", help="split to file the episodes under")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["auto", "train", "val", "calib", "test"],
+        help="split to file the episodes under (default test); auto: seeded by episode, "
+        "70/10/10/10 %% of the in-distribution ones with calib raised to what a 2 %% "
+        "false-stop rate needs (98) when at most half the episodes are enough; labelled "
+        "shifts always to test",
+    )
+    p.add_argument("--split-seed", type=int, default=0, help="seed of --split auto (0)")
+    p.add_argument(
+        "--labels",
+        default=None,
+        metavar="FILE",
+        help="CSV or YAML: bag,shift,onset_s,severity,success,failure_s,scenario per recording "
+        "(docs/data.md); recorded shifts become named test families",
+    )
     p.add_argument(
         "--image-size",
         default=None,
@@ -652,6 +685,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-resize", default="stretch", choices=["stretch", "center_crop", "letterbox"]
     )
     p.add_argument("--crop-roi", default=None, metavar="X,Y,W,H", help="crop before the resize")
+    p.add_argument(
+        "--action-field",
+        default="positions",
+        choices=["positions", "velocities", "accelerations", "effort"],
+        help="which JointTrajectoryPoint array carries the action chunk (effort for a "
+        "torque-driven arm); the node's action_field parameter",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_import_bag, overrides=[])
 
@@ -858,6 +898,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="crop in camera pixels before the resize (as the node's image_crop_roi)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument(
+        "--action-field",
+        default="positions",
+        choices=["positions", "velocities", "accelerations", "effort"],
+        help="which JointTrajectoryPoint array carries the action chunk (effort for a "
+        "torque-driven arm); the node's action_field parameter",
+    )
+    p.add_argument(
+        "--no-fit-check",
+        action="store_true",
+        help="replay even when the first messages do not fit the bundle (action dim, horizon, "
+        "camera rate); every mismatched message is then rejected and counted",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_replay, overrides=[])
 
@@ -1033,6 +1086,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     for module, name in (
         ("world_monitor.data.dataset", "DatasetError"),
         ("world_monitor.data.bag", "BagError"),
+        ("world_monitor.data.bag.labels", "LabelError"),
         ("world_monitor.data.frame_prep", "FramePrepError"),
         ("world_monitor.runtime.monitor", "MonitorError"),
         ("world_monitor.runtime.risk", "RiskError"),

@@ -12,7 +12,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from world_monitor.data.bag import BagError
 from world_monitor.data.bag.codec import get_store, ns_to_time
-from world_monitor.replay import MONITOR_TOPICS, replay_bag
+from world_monitor.replay import MONITOR_TOPICS, BundleMismatch, replay_bag
 from world_monitor.runtime.session import MonitorSession, gate_config_for
 from world_monitor.runtime.types import Decision
 
@@ -211,7 +211,10 @@ def test_float32multiarray_and_extra_topics(tmp_path, fake_monitor):
 
 
 def test_wrong_encoding_is_counted_and_lock_stays_closed(tmp_path, fake_monitor):
-    s = _replay(_write_custom_bag(tmp_path / "enc", encoding="16UC1"), fake_monitor()).summary
+    bag = _write_custom_bag(tmp_path / "enc", encoding="16UC1")
+    with pytest.raises(BundleMismatch, match="none of the first 12 camera frames decodes"):
+        _replay(bag, fake_monitor())  # a whole camera the node cannot read: one line
+    s = _replay(bag, fake_monitor(), check_fit=False).summary
     assert s["messages"]["rejected_before_session"]["image"] == {"bad_encoding": 12}
     assert s["session"]["accounting"]["image"]["rejected"] == {"invalid_image": 12}
     assert s["lock"]["first_open"] is None and s["lock"]["final"] is True
@@ -219,8 +222,19 @@ def test_wrong_encoding_is_counted_and_lock_stays_closed(tmp_path, fake_monitor)
     assert s["messages"]["accounted"]
 
 
+def test_a_bag_whose_action_dim_is_not_the_bundles_is_refused_in_one_line(tmp_path, fake_monitor):
+    """Before: replay ran to the end, exit 0, every chunk rejected wrong_dim inside the JSON."""
+    bag = _write_custom_bag(tmp_path / "dim", action_dim=3)
+    with pytest.raises(BundleMismatch) as err:
+        _replay(bag, fake_monitor(), out=tmp_path / "out")
+    msg = str(err.value)
+    assert "\n" not in msg and "action dim 3 (the bundle's: 4)" in msg
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
 def test_wrong_action_dim_is_counted_and_lock_stays_closed(tmp_path, fake_monitor):
-    s = _replay(_write_custom_bag(tmp_path / "dim", action_dim=3), fake_monitor()).summary
+    bag = _write_custom_bag(tmp_path / "dim", action_dim=3)
+    s = _replay(bag, fake_monitor(), check_fit=False).summary
     assert s["messages"]["rejected_before_session"]["actions"] == {"wrong_dim": 12}
     assert s["lock"]["first_open"] is None and s["lock"]["final"] is True
     assert "invalid_actions" in s["session"]["final_status"]["reasons"]
@@ -229,7 +243,9 @@ def test_wrong_action_dim_is_counted_and_lock_stays_closed(tmp_path, fake_monito
 def test_chunks_of_the_wrong_horizon_are_rejected(make_bag, fake_monitor):
     # the policy publishes 3-step chunks, the monitor's model needs 4: every chunk is rejected
     ep = make_episode()
-    s = _replay(make_bag(ep, horizon=3), fake_monitor(horizon=4)).summary
+    with pytest.raises(BundleMismatch, match=r"chunks of 3 points \(the bundle's horizon: 4\)"):
+        _replay(make_bag(ep, horizon=3), fake_monitor(horizon=4))
+    s = _replay(make_bag(ep, horizon=3), fake_monitor(horizon=4), check_fit=False).summary
     assert s["session"]["accounting"]["actions"]["rejected"] == {"invalid_actions": ep.length}
     assert s["lock"]["first_open"] is None and s["lock"]["final"] is True
     assert s["messages"]["accounted"]

@@ -11,7 +11,7 @@ from rosbags.rosbag2 import Reader
 
 from world_monitor.data.bag.codec import get_store
 from world_monitor.data.frame_prep import FramePrepError
-from world_monitor.replay import replay_bag
+from world_monitor.replay import BundleMismatch, replay_bag
 from world_monitor.replay.replay import HEATMAP_TOPIC
 
 
@@ -47,10 +47,19 @@ def test_a_larger_camera_is_replayed_and_the_heatmap_has_its_size(
     assert heat and {(m.height, m.width) for m in heat} == {(48, 64)}
 
 
-def test_a_crop_roi_outside_the_camera_is_counted_per_frame(make_bag, fake_monitor) -> None:
+def test_a_crop_roi_outside_the_camera_is_refused_or_counted_per_frame(
+    make_bag, fake_monitor
+) -> None:
     bag = make_bag(_big(make_episode()))
+    with pytest.raises(BundleMismatch, match="crop ROI x=0 y=0 w=100 h=100 does not fit"):
+        replay_bag(bag, monitor=fake_monitor(), crop_roi=(0, 0, 100, 100), progress=False)
     s = replay_bag(
-        bag, monitor=fake_monitor(), crop_roi=(0, 0, 100, 100), write_bag=False, progress=False
+        bag,
+        monitor=fake_monitor(),
+        crop_roi=(0, 0, 100, 100),
+        write_bag=False,
+        progress=False,
+        check_fit=False,
     ).summary
     rejected = s["session"]["accounting"]["image"]["rejected"]
     assert rejected == {"invalid_image": 20} and s["lock"]["first_open"] is None

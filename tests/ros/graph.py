@@ -86,11 +86,13 @@ class Probe:
         msg.data = array.array("B", np.ascontiguousarray(rgb).tobytes() if data is None else data)
         self.pub_image.publish(msg)
 
-    def publish_chunk(self, chunk: np.ndarray, *, stamp: Any = None) -> None:
+    def publish_chunk(
+        self, chunk: np.ndarray, *, stamp: Any = None, field: str = "positions"
+    ) -> None:
         msg = JointTrajectory()
         msg.header.stamp = self.now() if stamp is None else stamp
         msg.joint_names = [f"a{i}" for i in range(chunk.shape[1])]
-        msg.points = [JointTrajectoryPoint(positions=[float(v) for v in row]) for row in chunk]
+        msg.points = [JointTrajectoryPoint(**{field: [float(v) for v in row]}) for row in chunk]
         self.pub_traj.publish(msg)
 
     def publish_array_chunk(self, chunk: np.ndarray) -> None:

@@ -288,6 +288,24 @@ def test_unsupported_encoding_closes_the_lock_and_is_counted(graph: Graph) -> No
     assert rejected == {"invalid_image": 1}
 
 
+@pytest.mark.parametrize("graph", [{"action_field": "effort"}], indirect=True)
+def test_chunks_in_effort_are_used_with_action_field(graph: Graph) -> None:
+    """A torque-commanded arm publishes its chunk in ``effort``; positions stay empty."""
+    g = graph
+    for _ in range(40):
+        g.publish_image(np.full((*HW, 3), 20, np.uint8))
+        g.publish_chunk(_chunk(), field="effort")
+        if g.wait_for(
+            lambda: bool(g.rec.values("lock")) and g.rec.values("lock")[-1] is False, 0.1
+        ):
+            break
+    assert g.rec.values("lock")[-1] is False, _reasons(g)
+    assert g.wm.session.accounting.to_dict()["actions"]["rejected_total"] == 0
+    g.publish_chunk(_chunk())  # positions: refused by name, the lock closes
+    assert g.wait_for(lambda: g.rec.values("lock")[-1] is True, 2.0)
+    assert "invalid_actions" in _reasons(g)
+
+
 def test_nan_chunk_closes_the_lock_with_its_reason(graph: Graph) -> None:
     g = graph
     assert _open(g)

@@ -46,6 +46,7 @@ def test_every_problem_is_named():
             target_false_alarm_rate=1.0,
             image_transport="theora",
             action_msg_type="Twist",
+            action_field="torque",
             relay_msg_type="Pose",
             hydra_overrides=["oops"],
         )
@@ -64,11 +65,12 @@ def test_every_problem_is_named():
         "target_false_alarm_rate",
         "image_transport",
         "action_msg_type",
+        "action_field",
         "relay_msg_type",
         "hydra_overrides",
     ):
         assert name in text, name
-    assert len(errors) == 14
+    assert len(errors) == 15
 
 
 def test_repeated_slow_action_dims_are_named():

@@ -57,6 +57,7 @@ __all__ = [
     "DATASET_VERSION",
     "DEFAULT_FRACTIONS",
     "SPLITS",
+    "split_counts",
     "DatasetError",
     "DatasetWriter",
     "EpisodeDataset",
@@ -147,31 +148,58 @@ def assign_splits(
     shifts: Sequence[str | None] | None = None,
     fractions: Mapping[str, float] = DEFAULT_FRACTIONS,
     seed: int = 0,
+    min_calib: int = 0,
 ) -> dict[str, str]:
     """Exact-proportion split assignment: a seeded permutation of the sorted in-distribution ids.
 
-    Deterministic for a given set of ids (input order does not matter). Counts are
-    ``floor(fraction * n)`` with the remainder going to splits in SPLITS order. Shifted episodes
-    go to ``test``.
+    Deterministic for a given set of ids (input order does not matter). Counts come from
+    :func:`split_counts` (``floor(fraction * n)``, the remainder to splits in SPLITS order,
+    calib raised to ``min_calib`` when the data allow it). Shifted episodes go to ``test``.
     """
-    fr = _check_fractions(fractions)
     shifts = list(shifts) if shifts is not None else [None] * len(episode_ids)
     if len(shifts) != len(episode_ids):
         raise ValueError("assign_splits: shifts and episode_ids differ in length")
     out = {eid: "test" for eid, sh in zip(episode_ids, shifts, strict=True) if sh is not None}
     ind = sorted(eid for eid, sh in zip(episode_ids, shifts, strict=True) if sh is None)
     order = np.random.default_rng(seed).permutation(len(ind))
-    names = [s for s in SPLITS if s in fr]
-    counts = {s: int(np.floor(fr[s] * len(ind))) for s in names}
-    rest = len(ind) - sum(counts.values())
-    for s in names[: max(rest, 0)]:
-        counts[s] += 1
+    counts = split_counts(len(ind), fractions=fractions, min_calib=min_calib)
+    names = [s for s in SPLITS if counts.get(s)]
     pos = 0
     for s in names:
         for j in order[pos : pos + counts[s]]:
             out[ind[j]] = s
         pos += counts[s]
     return out
+
+
+def split_counts(
+    n: int, *, fractions: Mapping[str, float] = DEFAULT_FRACTIONS, min_calib: int = 0
+) -> dict[str, int]:
+    """Episodes per split for ``n`` in-distribution episodes.
+
+    ``floor(fraction * n)`` each, the remainder one by one to the splits in SPLITS order. With
+    ``min_calib`` (the calibration episodes a false-stop rate needs,
+    :func:`world_monitor.runtime.calibrate.episodes_needed` x 2) calib is raised to it *when the
+    data allow it*: at most half of the episodes go to calib, the rest keep their proportions.
+    """
+    fr = _check_fractions(fractions)
+    names = [s for s in SPLITS if s in fr]
+
+    def proportional(total: int, among: list[str]) -> dict[str, int]:
+        weight = sum(fr[s] for s in among)
+        c = {s: int(np.floor(fr[s] / weight * total + 1e-9)) for s in among}
+        rest = total - sum(c.values())
+        for s in among[: max(rest, 0)]:
+            c[s] += 1
+        return c
+
+    counts = proportional(n, names)
+    if "calib" in counts and counts["calib"] < min_calib:
+        calib = min(min_calib, n // 2)
+        if calib > counts["calib"]:
+            others = [s for s in names if s != "calib"]
+            counts = {**proportional(n - calib, others), "calib": calib} if others else counts
+    return {s: counts.get(s, 0) for s in names}
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,6 +466,28 @@ class DatasetWriter:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
+
+    def read_meta(self, episode_id: str) -> dict[str, Any]:
+        """The episode's ``meta.json`` document (``id``, ``split``, ``meta`` ...)."""
+        path = self.episode_dir(episode_id) / "meta.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: cannot read episode meta ({exc})") from None
+
+    def set_split(self, episode_id: str, split: str) -> None:
+        """File a complete episode under another split (``meta.json`` replaced atomically;
+        rebuild the index afterwards with :meth:`finalize`)."""
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r}: expected one of {SPLITS}")
+        doc = self.read_meta(episode_id)
+        if doc.get("split") == split:
+            return
+        doc["split"] = split
+        path = self.episode_dir(episode_id) / "meta.json"
+        tmp = path.with_name(".meta.json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1, default=json_default, allow_nan=False))
+        os.replace(tmp, path)
 
     def clean_temporaries(self) -> int:
         """Remove leftovers of interrupted writes; call only when no writer is running."""

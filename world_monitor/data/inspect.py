@@ -31,8 +31,11 @@ def _is_bag(p: Path) -> bool:
     )
 
 
-def inspect_path(path: str | Path, *, progress: bool = False) -> dict[str, Any]:
-    """Summary dict of a dataset directory (``kind="dataset"``) or a bag (``kind="bag"``).
+def inspect_path(
+    path: str | Path, *, progress: bool = False, action_field: str = "positions"
+) -> dict[str, Any]:
+    """Summary dict of a dataset directory (``kind="dataset"``) or a bag (``kind="bag"``);
+    ``action_field`` is the JointTrajectoryPoint array read as the chunk.
 
     Raises :class:`~world_monitor.data.dataset.DatasetError` / :class:`BagError` only when the
     input cannot be opened at all; a bag that breaks off part-way is reported with
@@ -46,12 +49,19 @@ def inspect_path(path: str | Path, *, progress: bool = False) -> dict[str, Any]:
 
         return {"kind": "dataset", "rejected_total": 0, **EpisodeDataset(p).summary()}
     if _is_bag(p):
-        return _inspect_bag(p, progress)
+        return _inspect_bag(p, progress, action_field)
     raise BagError(p, "neither a dataset directory (dataset.json) nor a rosbag2 bag")
 
 
-def _inspect_bag(p: Path, progress: bool) -> dict[str, Any]:
-    scan = scan_bag(p, topics=None, strict=False, keep_data=False, progress=progress)
+def _inspect_bag(p: Path, progress: bool, action_field: str = "positions") -> dict[str, Any]:
+    scan = scan_bag(
+        p,
+        topics=None,
+        strict=False,
+        keep_data=False,
+        progress=progress,
+        action_field=action_field,
+    )
     topics: dict[str, Any] = {}
     for name, (msgtype, count) in sorted(scan.topics.items()):
         entry: dict[str, Any] = {"type": msgtype, "messages": count}

@@ -1,5 +1,6 @@
 """world_monitor.replay: offline rosbag2 replay through the same MonitorSession as the ROS node."""
 
+from world_monitor.replay.fit import BundleMismatch
 from world_monitor.replay.replay import (
     DIAGNOSTICS_TOPIC,
     HEATMAP_TOPIC,
@@ -11,6 +12,7 @@ from world_monitor.replay.replay import (
 )
 
 __all__ = [
+    "BundleMismatch",
     "DIAGNOSTICS_TOPIC",
     "HEATMAP_TOPIC",
     "LOCK_TOPIC",

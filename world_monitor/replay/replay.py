@@ -57,12 +57,13 @@ from typing import Any
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm.auto import tqdm
 
-from world_monitor.data.bag.codec import IMAGE, get_store
+from world_monitor.data.bag.codec import IMAGE, check_action_field, get_store
 from world_monitor.data.bag.errors import BagError
 from world_monitor.data.bag.export import _rename_storage
 from world_monitor.data.bag.integrity import CORRUPT_CHUNK, CorruptChunk, ReadStats, iter_messages
 from world_monitor.data.bag.scan import open_reader, pick_topics, topic_table
 from world_monitor.data.frame_prep import RESIZE_MODES, FramePrep, FramePrepError, parse_roi
+from world_monitor.replay.fit import check_bag_fits_monitor
 from world_monitor.ros.convert import (
     BOOL,
     DIAG_ARRAY,
@@ -168,6 +169,8 @@ def replay_bag(
     write_bag: bool = True,
     overwrite: bool = False,
     progress: bool = True,
+    action_field: str = "positions",
+    check_fit: bool = True,
 ) -> ReplayResult:
     """Replay ``bag`` (rosbag2 directory or a bare .mcap/.db3) through a monitor.
 
@@ -187,9 +190,16 @@ def replay_bag(
             ``image_resize`` / ``image_crop_roi``).
         write_bag: ``False`` only computes the summary (nothing written).
         overwrite: replace an existing ``out``.
+        action_field: the JointTrajectoryPoint array that carries the chunk (``positions``,
+            ``velocities``, ``accelerations`` or ``effort``; the node's ``action_field``).
+        check_fit: compare the first messages with the monitor before replaying
+            (:mod:`world_monitor.replay.fit`); off only to replay a known-mismatched bag on
+            purpose (every chunk is then rejected and counted).
 
     Raises:
         BagError: unreadable or truncated bag, missing/ambiguous topics, output exists.
+        BundleMismatch: the recording does not fit the monitor (action dim, horizon, camera
+            rate, undecodable camera), one line naming every difference.
     """
     path = Path(bag)
     for name, rate in (
@@ -199,6 +209,7 @@ def replay_bag(
         if not rate > 0:
             raise ValueError(f"{name} must be > 0, got {rate}")
     prep_args = (image_resize, parse_roi(crop_roi))  # FramePrepError before any work
+    check_action_field(action_field)
     if image_resize not in RESIZE_MODES:
         raise FramePrepError(f"image_resize must be one of {'|'.join(RESIZE_MODES)}")
     out_path = Path(out) if out is not None else _default_out(path)
@@ -212,14 +223,28 @@ def replay_bag(
         img_topic, act_topic = pick_topics(path, nonempty, image_topic, action_topic)
         if monitor is None:
             monitor = _load_monitor(bundle, backend)
-        session = MonitorSession(
-            monitor,
-            gate_config_for(monitor, **dict(gate_overrides or {})),
+        config = session_config or SessionConfig(
             # the recorded robot ran unmodified whatever the replayed gate decides
-            session_config
-            or SessionConfig(
-                keep_decisions=True, measure_wall_time=False, commands_follow_gate=False
-            ),
+            keep_decisions=True,
+            measure_wall_time=False,
+            commands_follow_gate=False,
+        )
+        frame_prep = FramePrep(tuple(int(v) for v in monitor.image_size), *prep_args)
+        if check_fit:
+            store = get_store(distro)
+            check_bag_fits_monitor(
+                path,
+                img_topic,
+                act_topic,
+                monitor,
+                decode_image=lambda m, t: frame_prep.prepare(image_from_msg(m, t)[0]),
+                decode_chunk=lambda m, t, now: actions_from_msg(m, t, now, None, action_field),
+                deserialize=store.deserialize_cdr,
+                period_tolerance=config.context_period_tolerance,
+                what=f"bundle {bundle}" if bundle is not None else "monitor",
+            )
+        session = MonitorSession(
+            monitor, gate_config_for(monitor, **dict(gate_overrides or {})), config
         )
         run = _Replay(
             path,
@@ -231,7 +256,8 @@ def replay_bag(
             distro,
             int(round(1e9 / heartbeat_rate_hz)),
             int(round(1e9 / diagnostics_rate_hz)),
-            FramePrep(tuple(int(v) for v in monitor.image_size), *prep_args),
+            frame_prep,
+            action_field,
         )
         tmp = out_path.with_name(out_path.name + ".partial")
         if write_bag:
@@ -279,8 +305,10 @@ class _Replay:
         heartbeat_ns: int,
         diagnostics_ns: int,
         frame_prep: FramePrep,
+        action_field: str = "positions",
     ) -> None:
         self.path = path
+        self.action_field = action_field
         self.frame_prep = frame_prep
         self.reader = reader
         self.topics = topics
@@ -471,7 +499,7 @@ class _Replay:
         try:
             msg = self._deserialize(raw, conn.msgtype, ACTIONS)
             chunk, stamp = actions_from_msg(
-                msg, conn.msgtype, now, int(self.session.monitor.action_dim)
+                msg, conn.msgtype, now, int(self.session.monitor.action_dim), self.action_field
             )
         except ConversionError as err:
             self._reject(ACTIONS, err, index, now)

@@ -189,10 +189,15 @@ def image_from_msg(
 
 
 def actions_from_msg(
-    msg: Any, msgtype: str, fallback_stamp: float, action_dim: int | None = None
+    msg: Any,
+    msgtype: str,
+    fallback_stamp: float,
+    action_dim: int | None = None,
+    field: str = "positions",
 ) -> tuple[np.ndarray, float]:
-    """JointTrajectory (one point per future step, ``positions``) or Float32MultiArray
-    (``layout.dim`` = [H, A]) -> ``(float32 [H, A], stamp seconds)``.
+    """JointTrajectory (one point per future step, values in ``field``: ``positions`` unless
+    the policy commands velocities or torques) or Float32MultiArray (``layout.dim`` = [H, A])
+    -> ``(float32 [H, A], stamp seconds)``.
 
     Float32MultiArray has no header, and a JointTrajectory may carry a zero stamp: then
     ``fallback_stamp`` (receive time in the node, log time in replay) is the chunk's stamp.
@@ -203,7 +208,7 @@ def actions_from_msg(
         )
     fallback_ns = round(float(fallback_stamp) * 1e9)
     try:
-        chunk = decode_chunk(msg, msgtype, fallback_ns, action_dim)
+        chunk = decode_chunk(msg, msgtype, fallback_ns, action_dim, field)
     except Rejected as rej:
         raise ConversionError(
             _REASONS.get(rej.reason, Reason.invalid_actions), rej.reason, rej.detail

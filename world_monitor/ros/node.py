@@ -577,7 +577,9 @@ class WorldMonitorNode(LifecycleNode):
         now = self._now()
         self.rates[ACTIONS].tick()
         try:
-            chunk, stamp = actions_from_msg(msg, msgtype, now, int(session.monitor.action_dim))
+            chunk, stamp = actions_from_msg(
+                msg, msgtype, now, int(session.monitor.action_dim), self.params["action_field"]
+            )
             if self.params["stamp_source"] == "receive_time":
                 stamp = now
         except ConversionError as err:

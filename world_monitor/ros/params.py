@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from world_monitor.data.bag.codec import ACTION_FIELDS
 from world_monitor.data.frame_prep import RESIZE_MODES, FramePrepError, parse_roi
 
 __all__ = [
@@ -81,6 +82,11 @@ PARAMETERS: dict[str, tuple[Any, str, str]] = {
         "camera is subsampled); in (0, 1)",
     ),
     "action_msg_type": ("JointTrajectory", _STR, "JointTrajectory or Float32MultiArray [H, A]"),
+    "action_field": (
+        "positions",
+        _STR,
+        "JointTrajectoryPoint array carrying the chunk: positions|velocities|accelerations|effort",
+    ),
     "relay_enabled": (False, _BOOL, "forward cmd_in -> cmd_out only while the gate allows it"),
     "relay_msg_type": ("Twist", _STR, "Twist or JointTrajectory"),
     "slow_scale": (0.5, _DBL, "Twist velocity scale on SLOW, in (0, 1]"),
@@ -150,6 +156,10 @@ def validate_parameters(p: dict[str, Any]) -> list[str]:
     if p.get("stamp_source") not in STAMP_SOURCES:
         errors.append(
             f"stamp_source must be {'|'.join(STAMP_SOURCES)}, got {p.get('stamp_source')!r}"
+        )
+    if p.get("action_field") not in ACTION_FIELDS:
+        errors.append(
+            f"action_field must be {'|'.join(ACTION_FIELDS)}, got {p.get('action_field')!r}"
         )
     if p.get("action_msg_type") not in ("JointTrajectory", "Float32MultiArray"):
         errors.append(

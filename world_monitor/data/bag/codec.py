@@ -32,6 +32,8 @@ __all__ = [
     "TRAJECTORY",
     "Chunk",
     "Rejected",
+    "ACTION_FIELDS",
+    "check_action_field",
     "decode_chunk",
     "decode_compressed_image",
     "decode_image",
@@ -257,10 +259,28 @@ def _check_points(points: np.ndarray, action_dim: int | None) -> np.ndarray:
     return points
 
 
-def decode_chunk(msg: Any, msgtype: str, log_ns: int, action_dim: int | None) -> Chunk:
+ACTION_FIELDS = ("positions", "velocities", "accelerations", "effort")
+
+
+def check_action_field(field: str) -> str:
+    """``field`` if it is a JointTrajectoryPoint array, else ValueError naming the choices."""
+    if field not in ACTION_FIELDS:
+        raise ValueError(f"action field {field!r}: expected one of {', '.join(ACTION_FIELDS)}")
+    return field
+
+
+def decode_chunk(
+    msg: Any,
+    msgtype: str,
+    log_ns: int,
+    action_dim: int | None,
+    field: str = "positions",
+) -> Chunk:
     """JointTrajectory or Float32MultiArray -> :class:`Chunk`.
 
-    JointTrajectory: one point per future step, values in ``positions``; the header stamp is the
+    JointTrajectory: one point per future step, values in ``field`` of every point
+    (``positions`` by default; ``velocities``, ``accelerations`` or ``effort`` for a policy that
+    commands joint velocities or torques, e.g. a torque-driven arm); the header stamp is the
     chunk's stamp (log time when the header stamp is zero). Float32MultiArray has no header, so
     its stamp is the bag log time; layout ``dim`` must be [H, A] (or a single dim / no dims,
     read as one action of that length, or as [-1, action_dim] when ``action_dim`` is known).
@@ -270,17 +290,17 @@ def decode_chunk(msg: Any, msgtype: str, log_ns: int, action_dim: int | None) ->
         source = "header"
         if stamp == 0:
             stamp, source = log_ns, "log_time"
-        lengths = [len(p.positions) for p in msg.points]
-        if not lengths:
+        if not msg.points:
             raise Rejected("empty_chunk", "JointTrajectory without points")
+        lengths = [len(getattr(p, field)) for p in msg.points]
         if len(set(lengths)) > 1:
-            raise Rejected("ragged_chunk", f"points have {lengths} positions")
-        if msg.joint_names and len(msg.joint_names) != lengths[0]:
+            raise Rejected("ragged_chunk", f"points have {lengths} {field}")
+        if lengths[0] == 0 or (msg.joint_names and len(msg.joint_names) != lengths[0]):
+            names = f"{len(msg.joint_names)} joint_names but " if msg.joint_names else ""
             raise Rejected(
-                "ragged_chunk",
-                f"{len(msg.joint_names)} joint_names but {lengths[0]} positions",
+                "ragged_chunk", f"{names}{lengths[0]} {field}{_other_fields(msg.points[0], field)}"
             )
-        pts = np.array([np.asarray(p.positions, dtype=np.float64) for p in msg.points])
+        pts = np.array([np.asarray(getattr(p, field), dtype=np.float64) for p in msg.points])
         return Chunk(stamp, _check_points(pts.astype(np.float32), action_dim), source)
     if msgtype == FLOAT_ARRAY:
         data = np.asarray(msg.data, dtype=np.float32)
@@ -309,6 +329,18 @@ def decode_chunk(msg: Any, msgtype: str, log_ns: int, action_dim: int | None) ->
             raise Rejected("bad_layout", f"layout has {len(dims)} dims, expected [H, A]")
         return Chunk(log_ns, _check_points(pts.copy(), action_dim), "log_time")
     raise Rejected("bad_type", f"{msgtype} is not an action chunk type")
+
+
+def _other_fields(point: Any, field: str) -> str:
+    """A hint naming the point arrays that do carry values (the usual cause of a 0-length one)."""
+    full = [
+        f"{len(getattr(point, f))} {f}"
+        for f in ACTION_FIELDS
+        if f != field and len(getattr(point, f))
+    ]
+    if not full:
+        return ""
+    return f"; the points carry {', '.join(full)}: choose the field with --action-field (node: action_field)"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -35,10 +35,12 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm.auto import tqdm
 
 from world_monitor.data.bag.codec import (
+    ACTION_FIELDS,
     COMPRESSED,
     IMAGE,
     STRING,
     TRAJECTORY,
+    check_action_field,
     encode_compressed,
     encode_meta,
     get_store,
@@ -96,8 +98,12 @@ def export_episode_bag(
     distro: str = "jazzy",
     write_meta: bool = True,
     overwrite: bool = False,
+    action_field: str = "positions",
 ) -> Path:
     """Write one episode as a rosbag2 directory at ``path``; returns ``path``.
+
+    ``action_field`` is the JointTrajectoryPoint array the chunks are written in (``effort``
+    for a torque-driven arm's recording); the others are left empty.
 
     The bag is written to ``path.partial`` and renamed when complete, so a crash never leaves a
     bag that looks finished.
@@ -106,6 +112,7 @@ def export_episode_bag(
         raise ValueError(f"storage {storage!r}: expected 'mcap' or 'sqlite3'")
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
+    check_action_field(action_field)
     episode.validate()
     path = Path(path)
     if path.exists():
@@ -176,7 +183,12 @@ def export_episode_bag(
                     )
                     writer.write(c_mask, stamps_ns[i], store.serialize_cdr(mmsg, IMAGE))
                 jmsg = trajectory_msg(
-                    store, header, names, planned_chunk(episode.actions, i, horizon), fps
+                    store,
+                    header,
+                    names,
+                    planned_chunk(episode.actions, i, horizon),
+                    fps,
+                    field=action_field,
                 )
                 writer.write(c_act, stamps_ns[i], store.serialize_cdr(jmsg, TRAJECTORY))
     except BagError:
@@ -190,20 +202,24 @@ def export_episode_bag(
 
 
 def trajectory_msg(
-    store: Any, header: Any, names: Sequence[str], chunk: np.ndarray, fps: float
+    store: Any,
+    header: Any,
+    names: Sequence[str],
+    chunk: np.ndarray,
+    fps: float,
+    *,
+    field: str = "positions",
 ) -> Any:
     """An action chunk [H, A] as ``trajectory_msgs/JointTrajectory``: one point per action,
-    ``time_from_start`` = (k + 1) / fps (the k-th action runs after k + 1 control periods)."""
+    values in ``field`` (the other arrays empty), ``time_from_start`` = (k + 1) / fps (the k-th
+    action runs after k + 1 control periods)."""
     t = store.types
     jtp_cls = t["trajectory_msgs/msg/JointTrajectoryPoint"]
     dur_cls = t["builtin_interfaces/msg/Duration"]
     empty = np.zeros(0, dtype=np.float64)
     points = [
         jtp_cls(
-            positions=np.asarray(a, dtype=np.float64),
-            velocities=empty,
-            accelerations=empty,
-            effort=empty,
+            **{f: np.asarray(a, dtype=np.float64) if f == field else empty for f in ACTION_FIELDS},
             time_from_start=_duration(dur_cls, (k + 1) / fps),
         )
         for k, a in enumerate(chunk)

@@ -120,6 +120,7 @@ def load_episode_bag(
     trim_edges: bool = True,
     distro: str = "jazzy",
     progress: bool = False,
+    action_field: str = "positions",
 ) -> BagImport:
     """Read a bag into an Episode plus an :class:`ImportReport`; see the module docstring."""
     if on_missing not in ("error", "drop", "plan"):
@@ -148,6 +149,7 @@ def load_episode_bag(
         action_dim=action_dim,
         distro=distro,
         progress=progress,
+        action_field=action_field,
     )
     return _assemble(scan, img_t, act_t, tolerance, chunk_delay, on_missing, trim_edges)
 

@@ -25,6 +25,7 @@ from world_monitor.data.bag.codec import (
     STRING,
     Chunk,
     Rejected,
+    check_action_field,
     decode_chunk,
     decode_compressed_image,
     decode_image,
@@ -245,6 +246,7 @@ def scan_bag(
     action_dim: int | None = None,
     distro: str = "jazzy",
     progress: bool = False,
+    action_field: str = "positions",
 ) -> BagScan:
     """Decode and classify messages.
 
@@ -253,7 +255,9 @@ def scan_bag(
     ``strict`` the first rejected message raises :class:`BagError` naming the topic and message
     index (0-based, per topic); otherwise it is counted under its reason. Stamps must be strictly
     increasing per topic (header stamp; log time for headerless messages or zero stamps).
+    ``action_field`` is the JointTrajectoryPoint array read as the chunk (``positions``...).
     """
+    check_action_field(action_field)
     path = Path(path)
     store = get_store(distro)
     reader = open_reader(path)
@@ -283,7 +287,9 @@ def scan_bag(
                 index = ts.count
                 ts.count += 1
                 try:
-                    _classify(ts, store, conn.msgtype, raw, log_ns, keep_data, action_dim)
+                    _classify(
+                        ts, store, conn.msgtype, raw, log_ns, keep_data, action_dim, action_field
+                    )
                 except Rejected as rej:
                     if strict:
                         raise BagError(
@@ -353,6 +359,7 @@ def _classify(
     log_ns: int,
     keep_data: bool,
     action_dim: int | None,
+    action_field: str = "positions",
 ) -> None:
     """Decode one message into ``ts`` or raise Rejected. Order/duplicate checks use the stamp."""
     try:
@@ -383,7 +390,7 @@ def _classify(
             )
         stamp = time_to_ns(msg.header.stamp) or log_ns
     elif ts.role == "actions":
-        chunk: Chunk = decode_chunk(msg, msgtype, log_ns, action_dim or ts.action_dim)
+        chunk: Chunk = decode_chunk(msg, msgtype, log_ns, action_dim or ts.action_dim, action_field)
         if ts.action_dim is None:
             ts.action_dim = int(chunk.points.shape[1])
             if hasattr(msg, "joint_names"):
