@@ -342,6 +342,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             f"  probe confidence recalibrated (beta calibration per eps) on {n} calibration windows"
         )
     print(f"  risk: signals {list(cal.config.signals)} at epsilon {cal.config.epsilon}")
+    for name, why in cal.info.get("excluded_signals", {}).items():
+        print(f"  left out: {name}: {why}")
     print(
         f"  SLOW above {format_risk(cal.slow_threshold)} (episode false-alarm bound "
         f"{cal.info['slow_bound']:.3f}), STOP above {format_risk(cal.stop_threshold)} (bound "
@@ -618,13 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 2 (one line saying why) if any message is unreadable, rejected or unaccounted",
     )
-    p.add_argument(
-        "--action-field",
-        default="positions",
-        choices=["positions", "velocities", "accelerations", "effort"],
-        help="which JointTrajectoryPoint array carries the action chunk (effort for a "
-        "torque-driven arm); the node's action_field parameter",
-    )
+    _add_action_field(p)
     p.set_defaults(func=_cmd_inspect, overrides=[])
 
     p = sub.add_parser(
@@ -685,13 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-resize", default="stretch", choices=["stretch", "center_crop", "letterbox"]
     )
     p.add_argument("--crop-roi", default=None, metavar="X,Y,W,H", help="crop before the resize")
-    p.add_argument(
-        "--action-field",
-        default="positions",
-        choices=["positions", "velocities", "accelerations", "effort"],
-        help="which JointTrajectoryPoint array carries the action chunk (effort for a "
-        "torque-driven arm); the node's action_field parameter",
-    )
+    _add_action_field(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_import_bag, overrides=[])
 
@@ -898,13 +888,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="crop in camera pixels before the resize (as the node's image_crop_roi)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument(
-        "--action-field",
-        default="positions",
-        choices=["positions", "velocities", "accelerations", "effort"],
-        help="which JointTrajectoryPoint array carries the action chunk (effort for a "
-        "torque-driven arm); the node's action_field parameter",
-    )
+    _add_action_field(p)
     p.add_argument(
         "--no-fit-check",
         action="store_true",
@@ -1075,6 +1059,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_report, overrides=[])
     return parser
+
+
+def _add_action_field(p: argparse.ArgumentParser) -> None:
+    """``--action-field``: the same choice for import, inspect and replay as the node's."""
+    from world_monitor.data.bag.codec import ACTION_FIELDS
+
+    p.add_argument(
+        "--action-field",
+        default="positions",
+        choices=list(ACTION_FIELDS),
+        help="which JointTrajectoryPoint array carries the action chunk (effort for a "
+        "torque-driven arm); the node's action_field parameter",
+    )
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

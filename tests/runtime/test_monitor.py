@@ -87,7 +87,13 @@ def test_calibration_is_stored_and_valid(world: tuple[Path, Path, Path]) -> None
     colour = cal["colour_model"]  # the palette of the colour signal, stored sparsely
     assert colour["fitted_on"]["split"] in ("train", "scale") and colour["fitted_on"]["episodes"]
     assert 0 < len(colour["index"]) == len(colour["count"]) < 32**3
-    assert "colour" in cal["risk"]["signals"] and len(cal["reference"]["colour"]) > 10
+    # the tiny world's frames all score the same against the training palette: colour is one
+    # value on every calibration decision, so it cannot rank and is left out, reason recorded
+    excluded = cal.get("excluded_signals", {})
+    assert set(cal["risk"]["signals"]) | set(excluded) == set(RiskConfig().signals)
+    for name in cal["risk"]["signals"]:
+        assert len(cal["reference"][name]) > 10 and np.ptp(cal["reference"][name]) > 0
+    assert "colour" in excluded and "constant on the calibration decisions" in excluded["colour"]
     recal = cal["probe_recalibration"]  # fitted first, on the scale half
     assert recal["eps_grid"] == pytest.approx([0.1 * i for i in range(1, 11)])
     assert recal["info"]["windows"] > 0 and len(recal["params"]) == 10
@@ -346,7 +352,47 @@ def test_fused_colour_needs_the_stored_palette(
     copy = tmp_path / "b"
     shutil.copytree(bundle, copy)
     cal = dict(load_bundle(copy).calibration)
+    cal["risk"] = {**cal["risk"], "signals": [*cal["risk"]["signals"], "colour"]}
+    cal["reference"] = {**cal["reference"], "colour": [0.001 * i for i in range(20)]}
     del cal["colour_model"]
     update_calibration(copy, cal)
     with pytest.raises(MonitorError, match="colour_model"):
         Monitor.from_bundle(copy, "torch", engines_dir=tmp_path)
+
+
+def test_a_signal_constant_on_calibration_data_is_left_out_and_said(
+    world: tuple[Path, Path, Path], tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Issue 15 item 5: the calibration drops a constant signal (here c3_fraction forced to 0,
+    as on a mostly static scene) and records why; the fused risk then ranks decisions again."""
+    import world_monitor.runtime.monitor as monitor_module
+    from world_monitor import cli
+
+    data, _, uncalibrated = world
+    bundle = tmp_path / "bundle"
+    shutil.copytree(uncalibrated, bundle)
+    real = monitor_module.c3_signals
+    monkeypatch.setattr(
+        monitor_module, "c3_signals", lambda conf, level: {**real(conf, level), "c3_fraction": 0.0}
+    )
+    rc = cli.main(
+        [
+            "calibrate",
+            str(bundle),
+            "--data",
+            str(data),
+            "--stride",
+            "2",
+            "--false-stop-rate",
+            "0.08",
+            "--no-progress",
+            "--engines-dir",
+            str(tmp_path / "e"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0 and "left out: c3_fraction: constant on the calibration decisions" in out
+    cal = load_bundle(bundle).calibration
+    assert "c3_fraction" not in cal["risk"]["signals"]
+    assert "c3_fraction" in cal["excluded_signals"]
+    assert min(cal["threshold_episode_max_risk"]) < 0.99

@@ -88,3 +88,20 @@ def test_thresholds_print_with_enough_digits_to_tell_them_from_one() -> None:
     assert format_risk(0.9999996086703539) == "0.99999961"  # not "1.0000"
     assert format_risk(0.9999463652881077) == "0.999946"
     assert format_risk(1.0) == "1.0000" and format_risk(0.25) == "0.2500"
+
+
+def test_a_constant_signal_is_named_and_a_varying_one_is_not() -> None:
+    """Issue 15: c3_fraction exactly 0 on every calibration decision ranked every decision at
+    n/(n+1) = 0.9949, so SLOW == STOP. A constant reference is reported, never ranked."""
+    from world_monitor.runtime.risk import constant_signals
+
+    ref = {
+        "c3_fraction": np.zeros(195),
+        "recon": np.linspace(0.1, 0.3, 195),
+        "colour": np.full(195, 0.25) * (1 + 1e-7 * np.arange(195) / 195),  # within RANK_RTOL
+    }
+    out = constant_signals(ref)
+    assert set(out) == {"c3_fraction", "colour"}
+    assert (
+        "195 scores, all 0" in out["c3_fraction"] and "left out of the risk" in out["c3_fraction"]
+    )

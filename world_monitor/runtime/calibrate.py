@@ -30,6 +30,7 @@ smallest rate the data can certify.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -47,6 +48,7 @@ from world_monitor.runtime.risk import (
     RiskConfig,
     RiskError,
     confidence_summaries,
+    constant_signals,
     recon_zscore,
 )
 from world_monitor.uq.recalibration import ConfidenceRecalibration
@@ -341,7 +343,23 @@ def calibrate_bundle(
     scored_b = run_raw(
         monitor, ds, half_b, stride=stride, progress=progress, desc="calib B (thresholds)"
     )
-    cal = RiskCalibration.fit_reference(risk, [s for ep in scored_a for s in ep.scores])
+    decisions_a = [s for ep in scored_a for s in ep.scores]
+    cal = RiskCalibration.fit_reference(risk, decisions_a)
+    excluded = constant_signals(cal.reference)
+    if excluded:
+        kept = tuple(s for s in risk.signals if s not in excluded)
+        if not kept:
+            raise CalibrationError(
+                f"every signal is constant on the calibration decisions ({excluded}); the "
+                "bundle cannot tell these episodes apart: train longer or record more varied "
+                "episodes"
+            )
+        for name, why in excluded.items():
+            LOG.warning("signal %s: %s", name, why)
+        risk = dataclasses.replace(risk, signals=kept)
+        monitor.risk_config = risk
+        cal = RiskCalibration.fit_reference(risk, decisions_a)
+        cal.info["excluded_signals"] = excluded
     cal.info["threshold_episode_max_risk"] = [float(v) for v in episode_max_risks(cal, scored_b)]
     retarget(cal, stop_alpha=stop_alpha, slow_alpha=slow_alpha)
     n_dec = sum(len(ep.scores) for ep in scored_a + scored_b)

@@ -155,6 +155,29 @@ def confidence_summaries(confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return q.mean(axis=1).min(axis=0), q.reshape(q.shape[0], -1).mean(axis=1)
 
 
+def constant_signals(reference: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """Signals whose in-distribution reference is one value (within :data:`RANK_RTOL`), with
+    why they cannot be used.
+
+    Why: a constant reference cannot rank anything. Every in-distribution decision then ties
+    with the whole reference and ranks ``n / (n + 1)`` (0.9949 for 195 decisions, seen with
+    ``c3_fraction`` exactly 0 on a mostly static scene), so the fused risk never goes below that
+    and SLOW equals STOP. Such a signal must be reported and left out, not ranked.
+    """
+    out = {}
+    for name, ref in reference.items():
+        arr = np.asarray(ref, dtype=np.float64)
+        if arr.size == 0:
+            continue
+        lo, hi = float(arr.min()), float(arr.max())
+        if hi - lo <= RANK_RTOL * max(abs(lo), abs(hi), 1e-12):
+            out[name] = (
+                f"constant on the calibration decisions ({arr.size} scores, all {lo:.6g}): "
+                "it cannot rank a decision, so it is left out of the risk"
+            )
+    return out
+
+
 def c3_signals(confidence: np.ndarray, confidence_level: float) -> dict[str, float]:
     """The C³ raw signals of one rollout's confidence map ``[H, C, h, w]`` (higher = riskier)."""
     q = np.asarray(confidence, dtype=np.float64)
