@@ -176,9 +176,10 @@ def label_for(labels: dict[str, EpisodeLabel], bag: Path, episode_id: str) -> Ep
 
 
 def _frame_at(episode: Episode, seconds: float, what: str) -> int:
-    """Index of the first frame at or after ``seconds`` from the first frame."""
+    """Index of the first frame at or after ``seconds`` from the first frame (within 10 µs:
+    stamps near 1.7e9 s carry ~0.2 µs of float64 rounding, so 0.6 s may read 0.5999998 s)."""
     rel = episode.stamps - episode.stamps[0]
-    idx = int(np.searchsorted(rel, seconds - 1e-9, side="left"))
+    idx = int(np.searchsorted(rel, seconds - 1e-5, side="left"))
     if idx >= episode.length:
         raise LabelError(
             f"{what} {seconds:g} s is after the episode's last frame ({rel[-1]:.3f} s)"
