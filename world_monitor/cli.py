@@ -28,7 +28,8 @@ world_monitor: a runtime safety monitor for robot policies.
 An action-conditioned latent video world model rolls forward over the action chunk a policy is
 about to execute; C3 calibrated uncertainty turns its predictions into a risk, a localised alert
 and a gate (PROCEED / SLOW / STOP). This tool generates simulated data, converts rosbag2
-recordings, and (in later releases) trains, calibrates, exports and replays the monitor.
+recordings, trains, calibrates, evaluates, exports and replays the monitor, and runs it as a ROS 2
+node (`world_monitor_node`).
 """
 
 EPILOG = """\
