@@ -184,7 +184,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate_model(args: argparse.Namespace) -> int:
-    from world_monitor.training.evaluate import EvalOptions, evaluate_bundle, print_table
+    from world_monitor.training.evaluate import (
+        EvalOptions,
+        evaluate_bundle,
+        label_base_rates,
+        print_table,
+    )
 
     opts = EvalOptions(
         windows=args.windows,
@@ -202,6 +207,10 @@ def _cmd_evaluate_model(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.bundle) / "evaluation"
     report = evaluate_bundle(Path(args.bundle), data_root=args.data, out_dir=out, options=opts)
     print_table(report)
+    line, warnings = label_base_rates(report)
+    print(line)
+    for warning in warnings:
+        print(warning)
     print(f"wrote {out / 'evaluation.json'}")
     return 0
 

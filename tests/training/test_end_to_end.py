@@ -159,7 +159,9 @@ def test_cli_evaluate_model_and_user_errors(
     args += ["--shift-windows", "2", "--figures", "0", "--threads", "1", "--no-progress"]
     assert main(args) == 0
     assert (out / "evaluation.json").is_file()
-    assert "in_distribution" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "in_distribution" in printed
+    assert "C3 label base rate per eps (in_distribution): 0.1: " in printed
     # user errors: one line, exit code 2, no traceback
     assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
     assert main(["evaluate-model", str(tmp_path / "no_bundle")]) == 2

@@ -689,6 +689,40 @@ def evaluate_bundle(
     return report
 
 
+#: an accuracy label whose in-distribution base rate is outside [LOW, 1 - LOW] is nearly constant
+UNINFORMATIVE_BASE_RATE = 0.05
+
+
+def label_base_rates(report: dict[str, Any], split: str = ID_SPLIT) -> tuple[str, list[str]]:
+    """One line of the C³ labels' base rate per ε on ``split``, and warnings when they are
+    nearly constant.
+
+    Why: the probe learns ``P(|prediction - truth| < ε)``; on a scene where most of the image
+    never changes nearly every element is within ε at every grid value (base rates 0.96-0.998
+    were measured on a static scene), the labels carry almost no information, and a probe can
+    score ECE 0.003 at AUROC 0.54. A user must see that before trusting the C³ numbers.
+    """
+    per = (report.get("splits", {}).get(split) or {}).get("per_eps") or {}
+    rates = {float(e): m.get("base_rate") for e, m in per.items()}
+    rates = {e: float(r) for e, r in rates.items() if r is not None and math.isfinite(r)}
+    if not rates:
+        return f"C3 label base rate per eps ({split}): none (no windows)", []
+    line = f"C3 label base rate per eps ({split}): " + ", ".join(
+        f"{e:g}: {r:.3f}" for e, r in sorted(rates.items())
+    )
+    low = UNINFORMATIVE_BASE_RATE
+    flat = [e for e, r in rates.items() if r < low or r > 1 - low]
+    warnings_out = []
+    if len(flat) * 2 > len(rates):
+        warnings_out.append(
+            f"warning: the C3 labels are nearly constant at {len(flat)} of {len(rates)} eps values "
+            f"(base rate outside [{low:g}, {1 - low:g}]): the probe's calibration numbers say "
+            "little on this data; compare its AUROC with 0.5 and the per-signal AUROCs of "
+            "`evaluate` before relying on the C3 signal"
+        )
+    return line, warnings_out
+
+
 def print_table(report: dict[str, Any]) -> None:
     """Markdown-style table of the headline numbers on the console (used by the CLI)."""
     from rich.console import Console
