@@ -51,6 +51,7 @@ def test_csv_and_yaml_labels_parse_to_the_same_rows(tmp_path) -> None:
         ("bag,shift\nr1,x\nr1,y\n", "bag 'r1' is labelled twice"),
         ("bag,onset_s\nr1,2\n", "onset_s/severity given without a shift name"),
         ("bag,shift\n,x\n", "'bag' is empty"),
+        ("bag,shift\nr0,x\nr1,y,3\n", "row 3: more cells than the header"),
     ],
 )
 def test_a_bad_row_is_named(tmp_path, text, message) -> None:

@@ -81,8 +81,6 @@ def load_labels(path: str | Path) -> dict[str, EpisodeLabel]:
         rows = _yaml_rows(path, text)
     else:
         rows = list(csv.DictReader(io.StringIO(text)))
-        if rows and None in rows[0]:
-            raise LabelError(f"{path}: row 2 has more cells than the header")
     out: dict[str, EpisodeLabel] = {}
     for i, row in enumerate(rows):
         where = f"{path}: row {i + 2 if path.suffix.lower() not in ('.yaml', '.yml') else i + 1}"
@@ -115,6 +113,8 @@ def _yaml_rows(path: Path, text: str) -> list[dict[str, Any]]:
 
 
 def _label(where: str, row: dict[str, Any]) -> EpisodeLabel:
+    if None in row:  # csv.DictReader files surplus cells under None
+        raise LabelError(f"{where}: more cells than the header has columns")
     unknown = sorted(str(k) for k in row if k not in LABEL_KEYS)
     if unknown:
         raise LabelError(f"{where}: unknown column(s) {unknown}; expected {list(LABEL_KEYS)}")
