@@ -324,8 +324,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from world_monitor.runtime.calibrate import calibrate_bundle
     from world_monitor.runtime.risk import RiskConfig, format_risk
 
+    epsilon = args.epsilon
+    if epsilon is None:  # the bundle's runtime tolerance (the median of a data-driven grid)
+        from world_monitor.models.bundle import load_bundle
+
+        rollout = load_bundle(Path(args.bundle)).config.get("model", {}).get("rollout", {})
+        epsilon = float(rollout.get("epsilon", 0.5))
     risk = RiskConfig(
-        epsilon=args.epsilon,
+        epsilon=epsilon,
         confidence_level=args.confidence_level,
         signals=tuple(_csv(args.signals)),
     )
@@ -782,7 +788,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("bundle", help="monitor bundle directory (updated in place)")
     p.add_argument("--data", default="datasets/default", help="dataset with a calib split")
-    p.add_argument("--epsilon", type=float, default=0.5, help="C3 tolerance (default 0.5)")
+    p.add_argument(
+        "--epsilon",
+        type=float,
+        default=None,
+        help="C3 tolerance (default: the bundle's, 0.5 unless it was trained with eps.mode=data)",
+    )
     p.add_argument("--confidence-level", type=float, default=0.5, help="q below this = doubted")
     p.add_argument(
         "--signals",

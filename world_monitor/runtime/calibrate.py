@@ -301,7 +301,11 @@ def calibrate_bundle(
             f"need 0 < stop_alpha ({stop_alpha}) <= slow_alpha ({slow_alpha}) < 1"
         )
     t0 = time.perf_counter()
-    risk = risk or RiskConfig()
+    if risk is None:  # the bundle's runtime tolerance (the median of a data-driven ε grid)
+        from world_monitor.models.bundle import load_bundle
+
+        rollout = load_bundle(bundle).config.get("model", {}).get("rollout", {})
+        risk = RiskConfig(epsilon=float(rollout.get("epsilon", 0.5)))
     # the data first: an uncertifiable rate must fail in a second, not after the rollouts
     ds = EpisodeDataset(data)
     records = ds.select(split=split, shift=None).index[: limit or None]

@@ -79,8 +79,20 @@ class DynamicsTrainConfig:
         return cls(**d)
 
     def sampler(self) -> EpsilonSampler:
+        """The ε sampler: ``grid`` (low, high, n), ``continuous`` (low, high) or ``data`` (the
+        grid the trainer computed from the training latents, :mod:`~world_monitor.training.
+        eps_grid`, stored under ``grid``)."""
         e = dict(self.eps)
         mode = e.get("mode", "grid")
+        if mode == "data":
+            grid = e.get("grid")
+            if not grid:
+                raise ValueError(
+                    "eps mode 'data' needs the grid computed from the training latents "
+                    "(train() does this before the dynamics stage)"
+                )
+            values = tuple(float(v) for v in grid)
+            return EpsilonSampler(mode="grid", grid=values, low=min(values), high=max(values))
         if mode == "grid":
             return EpsilonSampler.uniform_grid(
                 float(e.get("low", 0.1)), float(e.get("high", 1.0)), int(e.get("n", 10))

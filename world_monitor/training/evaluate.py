@@ -25,6 +25,7 @@ predicted | (a) upsampled mean confidence | (b) decoder colour trick).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -608,6 +609,10 @@ def evaluate_bundle(
     bundle = load_bundle(bundle_path)
     model = WorldModel.from_bundle(bundle)
     _override_rollout(model, opts)
+    trained_grid = ((bundle.config.get("train") or {}).get("dynamics") or {}).get("eps") or {}
+    if opts.eps_grid == EPS_GRID and trained_grid.get("grid"):
+        # a bundle trained on a data-driven grid is scored on that grid (training/eps_grid.py)
+        opts = dataclasses.replace(opts, eps_grid=tuple(float(e) for e in trained_grid["grid"]))
     root = Path(data_root or bundle.config.get("data", {}).get("root", ""))
     if not root or not (root / "index.json").is_file():
         raise FileNotFoundError(f"{root}: no dataset here (pass --data DIR)")

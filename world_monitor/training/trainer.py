@@ -39,6 +39,7 @@ from world_monitor.data.normalize import ActionNormalizer
 from world_monitor.models.world_model import WorldModel, WorldModelConfig
 from world_monitor.training.common import MetricsLog, Stopwatch, TrainingError
 from world_monitor.training.dynamics_trainer import DynamicsTrainConfig, train_dynamics
+from world_monitor.training.eps_grid import DEFAULT_QUANTILES, data_eps_grid
 from world_monitor.training.latent_cache import compute_latent_stats, ensure_latent_cache
 from world_monitor.training.vae_trainer import VAETrainConfig, train_vae
 
@@ -155,7 +156,9 @@ def train(
             _plain(cfg.model), image_size=image_size, action_dim=action_dim
         )
         VAETrainConfig.from_dict(tcfg["vae"])
-        DynamicsTrainConfig.from_dict(tcfg["dynamics"]).sampler()
+        dyn_cfg = DynamicsTrainConfig.from_dict(tcfg["dynamics"])
+        if dict(dyn_cfg.eps).get("mode") != "data":  # the data grid exists after the cache
+            dyn_cfg.sampler()
     except (TypeError, ValueError, KeyError) as exc:  # unknown / invalid keys in model= or train=
         raise TrainingError(f"invalid model/train config: {exc}") from exc
     normalizer = ActionNormalizer.from_dataset(
@@ -195,6 +198,24 @@ def train(
         run / "latents", model.vae, normalizer, ds, splits, progress=progress
     )
     watch.record("latents", t0)
+
+    eps_cfg = dict(tcfg["dynamics"].get("eps") or {})
+    if eps_cfg.get("mode") == "data":
+        try:
+            grid = data_eps_grid(
+                cache["train"],
+                tuple(eps_cfg.get("quantiles") or DEFAULT_QUANTILES),
+                seed=seed,
+            )
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from exc
+        eps_cfg["grid"] = list(grid)
+        tcfg["dynamics"]["eps"] = eps_cfg
+        # the runtime tolerance: the grid's median (the fixed 0.5 may lie outside this grid)
+        model.config.rollout.epsilon = float(grid[len(grid) // 2])
+        logger.info(
+            "eps grid from the data: %s (runtime eps %g)", grid, model.config.rollout.epsilon
+        )
 
     t0 = time.perf_counter()
     val = cache.get("val")
