@@ -321,17 +321,11 @@ def _print_play_report(report: Any) -> None:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from world_monitor.runtime.calibrate import calibrate_bundle
+    from world_monitor.runtime.calibrate import bundle_epsilon, calibrate_bundle
     from world_monitor.runtime.risk import RiskConfig, format_risk
 
-    epsilon = args.epsilon
-    if epsilon is None:  # the bundle's runtime tolerance (the median of a data-driven grid)
-        from world_monitor.models.bundle import load_bundle
-
-        rollout = load_bundle(Path(args.bundle)).config.get("model", {}).get("rollout", {})
-        epsilon = float(rollout.get("epsilon", 0.5))
     risk = RiskConfig(
-        epsilon=epsilon,
+        epsilon=bundle_epsilon(args.bundle) if args.epsilon is None else args.epsilon,
         confidence_level=args.confidence_level,
         signals=tuple(_csv(args.signals)),
     )

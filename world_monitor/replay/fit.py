@@ -21,6 +21,7 @@ import numpy as np
 
 from world_monitor.data.bag.errors import BagError
 from world_monitor.data.bag.scan import open_reader
+from world_monitor.ros.convert import stamp_of
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +46,15 @@ def check_bag_fits_monitor(
     deserialize: Callable[[bytes, str], Any],
     period_tolerance: float = 0.5,
     what: str = "bundle",
-) -> dict[str, Any]:
+) -> None:
     """Decode up to ``SAMPLE_CHUNKS`` chunks and ``SAMPLE_FRAMES`` frames from the start of the
     bag and compare them with ``monitor``; raise :class:`BundleMismatch` listing every problem.
 
     ``decode_image(msg, msgtype) -> rgb`` and ``decode_chunk(msg, msgtype, log_s) -> (points,
     stamp)`` are the replay's own converters (the same action field, the same image decoding),
     without the bundle's action dimension so a wrong one is *measured* rather than rejected.
-    Returns what was sampled (for the summary). A bag that cannot be read is left to the replay
-    loop, which reports corruption message by message.
+    A bag that cannot be read is left to the replay loop, which reports corruption message by
+    message.
     """
     chunks: list[np.ndarray] = []
     frame_stamps: list[float] = []
@@ -81,9 +82,8 @@ def check_bag_fits_monitor(
                         frames_bad += 1
                         frame_error = frame_error or _describe(exc)
                         continue
-                    stamp = msg.header.stamp
-                    t = int(stamp.sec) + int(stamp.nanosec) * 1e-9
-                    frame_stamps.append(t if t > 0 else log_ns * 1e-9)
+                    stamp = stamp_of(msg)
+                    frame_stamps.append(log_ns * 1e-9 if stamp is None else stamp)
             except Exception:  # noqa: BLE001 -- a bad message is the replay's to count
                 continue
     except Exception as exc:  # noqa: BLE001 -- corrupt storage: the replay loop reports it
@@ -96,19 +96,12 @@ def check_bag_fits_monitor(
     problems = _problems(chunks, frame_stamps, frames_bad, frame_error, monitor, period_tolerance)
     if chunks_bad and not chunks:
         problems.insert(0, f"none of the first {chunks_bad} action chunks decodes ({chunk_error})")
-    sampled = {
-        "chunks": len(chunks),
-        "chunks_undecodable": chunks_bad,
-        "frames": len(frame_stamps),
-        "frames_undecodable": frames_bad,
-    }
     if problems:
         raise BundleMismatch(
             path,
             f"does not fit the {what}: {'; '.join(problems)} (checked the first "
             f"{len(chunks) + chunks_bad} chunks and {len(frame_stamps) + frames_bad} frames)",
         )
-    return sampled
 
 
 def _describe(exc: Exception) -> str:

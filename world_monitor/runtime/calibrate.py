@@ -57,6 +57,7 @@ __all__ = [
     "CalibrationError",
     "CalibrationResult",
     "calibrate_bundle",
+    "bundle_epsilon",
     "certify",
     "episode_max_risks",
     "episodes_needed",
@@ -69,6 +70,15 @@ LOG = logging.getLogger(__name__)
 
 class CalibrationError(RiskError):
     """The calibration cannot deliver what was asked (a user error: the CLI prints one line)."""
+
+
+def bundle_epsilon(bundle: str | Path) -> float:
+    """The bundle's runtime C³ tolerance (``model.rollout.epsilon``: 0.5, or the median of the
+    data-driven ε grid it was trained on), the default ε to calibrate at."""
+    from world_monitor.models.bundle import load_bundle
+
+    rollout = load_bundle(bundle).config.get("model", {}).get("rollout", {})
+    return float(rollout.get("epsilon", RiskConfig().epsilon))
 
 
 def _certifies(n: int, alpha: float) -> bool:
@@ -301,11 +311,7 @@ def calibrate_bundle(
             f"need 0 < stop_alpha ({stop_alpha}) <= slow_alpha ({slow_alpha}) < 1"
         )
     t0 = time.perf_counter()
-    if risk is None:  # the bundle's runtime tolerance (the median of a data-driven ε grid)
-        from world_monitor.models.bundle import load_bundle
-
-        rollout = load_bundle(bundle).config.get("model", {}).get("rollout", {})
-        risk = RiskConfig(epsilon=float(rollout.get("epsilon", 0.5)))
+    risk = risk or RiskConfig(epsilon=bundle_epsilon(bundle))
     # the data first: an uncertifiable rate must fail in a second, not after the rollouts
     ds = EpisodeDataset(data)
     records = ds.select(split=split, shift=None).index[: limit or None]
