@@ -96,7 +96,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import io
 import json
 import math
 import os
@@ -110,7 +109,6 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -121,7 +119,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from world_monitor.data.bag import META_TOPIC
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hostile_images import jpeg, png, png_header_only  # noqa: E402  (shared with the tests)
+
+from world_monitor.data.bag import META_TOPIC  # noqa: E402
 from world_monitor.data.bag.codec import (
     COMPRESSED,
     IMAGE,
@@ -317,40 +318,6 @@ def mcap_of(bag_dir: Path) -> Path:
 # ------------------------------------------------------------------------------------------------
 
 
-def _png(h: int, w: int, level: int = 9) -> bytes:
-    """A valid grey PNG of h x w pixels (highly compressible, so the bag stays small)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("L", (w, h), 90).save(buf, format="PNG", compress_level=level)
-    return buf.getvalue()
-
-
-def _jpeg(h: int, w: int) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("L", (w, h), 90).save(buf, format="JPEG", quality=50)
-    return buf.getvalue()
-
-
-def _png_header_only(h: int, w: int) -> bytes:
-    """PNG signature + IHDR claiming h x w RGB + an empty IDAT: what a bomb's header says."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b""))
-        + chunk(b"IEND", b"")
-    )
-
-
 _BIG_IMAGES: dict[str, tuple[bytes, str]] = {}
 _BIG_LOCK = threading.Lock()
 
@@ -358,12 +325,12 @@ _BIG_LOCK = threading.Lock()
 def big_image(name: str) -> tuple[bytes, str]:
     """(bytes, format) of a named oversized frame, made once per process."""
     makers: dict[str, Callable[[], tuple[bytes, str]]] = {
-        "png_9000x9000": lambda: (_png(9000, 9000), "png"),
-        "png_5000x5000": lambda: (_png(5000, 5000), "png"),
-        "png_4097x4097": lambda: (_png(4097, 4097), "png"),
-        "jpeg_8192x8192": lambda: (_jpeg(8192, 8192), "jpeg"),
-        "png_header_60000x60000": lambda: (_png_header_only(60000, 60000), "png"),
-        "png_header_2147483647x1": lambda: (_png_header_only(1, 2**31 - 1), "png"),
+        "png_9000x9000": lambda: (png(9000, 9000, level=9), "png"),
+        "png_5000x5000": lambda: (png(5000, 5000, level=9), "png"),
+        "png_4097x4097": lambda: (png(4097, 4097, level=9), "png"),
+        "jpeg_8192x8192": lambda: (jpeg(8192, 8192), "jpeg"),
+        "png_header_60000x60000": lambda: (png_header_only(60000, 60000), "png"),
+        "png_header_2147483647x1": lambda: (png_header_only(1, 2**31 - 1), "png"),
     }
     with _BIG_LOCK:
         if name not in _BIG_IMAGES:

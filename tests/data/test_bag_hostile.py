@@ -9,42 +9,16 @@ import io
 import sqlite3
 import struct
 import time
-import zlib
 
 import numpy as np
 import pytest
+from hostile_images import png, png_header_only
 from mcap.reader import make_reader
 
 from world_monitor.cli import main
 from world_monitor.data.bag import BagError, codec, export_episode_bag, import_episode_bag
 from world_monitor.data.bag.codec import Rejected, encode_compressed
 from world_monitor.data.inspect import inspect_path
-
-
-def _png(h: int, w: int) -> bytes:
-    """A valid, highly compressible (so the bag stays small) grey PNG of h x w pixels."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("L", (w, h), 90).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _png_header_only(h: int, w: int) -> bytes:
-    """PNG signature + IHDR claiming h x w RGB + one empty IDAT: what a bomb's header says."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b""))
-        + chunk(b"IEND", b"")
-    )
 
 
 class _Compressed:
@@ -93,13 +67,13 @@ def test_compressed_image_over_pixel_budget_is_rejected_from_its_header():
     """Before: a 5000x5000 PNG (25 Mpx) was decoded in full; a header claiming 60000x60000 was
     rejected only because PIL's own bomb check raised ('undecodable'), not by our budget."""
     assert codec.MAX_IMAGE_PIXELS >= 3840 * 2160  # 4K cameras must pass
-    big = _Compressed(_png(5000, 5000))
+    big = _Compressed(png(5000, 5000))
     with pytest.raises(Rejected) as info:
         codec.decode_compressed_image(big)
     assert info.value.reason == "too_large" and "5000x5000" in info.value.detail
     t0 = time.perf_counter()
     with pytest.raises(Rejected) as info:
-        codec.decode_compressed_image(_Compressed(_png_header_only(60000, 60000)))
+        codec.decode_compressed_image(_Compressed(png_header_only(60000, 60000)))
     assert info.value.reason == "too_large"
     assert time.perf_counter() - t0 < 1.0
     # a budget can be lowered per call (the node's parameter); within budget decodes as before
@@ -157,7 +131,7 @@ def test_inspect_counts_oversized_frames_without_decoding_them(tmp_path, rawbag)
     def big(i, ns, frame):
         return rawbag.compressed(ns, data) if i in (1, 2) else rawbag.compressed(ns, ok(frame))
 
-    data = _png(5000, 5000)
+    data = png(5000, 5000)
 
     def ok(frame):
         return encode_compressed(frame, "png")
