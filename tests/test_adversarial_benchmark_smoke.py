@@ -11,47 +11,23 @@ wall-clock bound is generous.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "adversarial.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_adversarial", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-def _rows(text: str, header: str) -> list[list[str]]:
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    out = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        out.append([c.strip() for c in line.strip("|").split("|")])
-    return out
+from bench_support import load_benchmark, table_rows
 
 
 def test_adversarial_benchmark_classifies_two_cases(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bench = _load()
+    bench = load_benchmark("adversarial")
     argv = ["--n", "2", "--classes", "absurd_actions,truncated_bag", "--out", str(tmp_path)]
     rc = bench.main([*argv, "--timeout-s", "180", "--no-progress"])
     out = capsys.readouterr().out
     for header in ("# command:", "# host:", "# load average", "# baseline (clean bag):"):
         assert header in out, header
-    rows = _rows(out, "| class | cases |")
+    rows = table_rows(out, "| class | cases |")
     assert [r[0] for r in rows] == ["absurd_actions", "truncated_bag", "**total**"]
     cols = ["cases", "clean error", "counted rejection", "benign", "fail-open", "hang", "traceback"]
     by_col = {r[0]: dict(zip(cols, (int(c) for c in r[1:8]), strict=True)) for r in rows}

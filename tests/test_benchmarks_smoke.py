@@ -8,29 +8,19 @@ baseline measured in the same run).
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from bench_support import load_benchmark, table_rows
 from tiny_world import TINY_OVERRIDES, make_tiny_dataset
 
 from world_monitor.config import load_config
 from world_monitor.runtime.calibrate import calibrate_bundle
 from world_monitor.training.trainer import train
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?|nan|inf", re.IGNORECASE)
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +37,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     return data, bundle, engines
 
 
-def _table_rows(text: str, header: str) -> list[list[str]]:
-    """Cells of the markdown table whose header row starts with ``header``."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
-    return rows
-
-
 def _finite(cell: str) -> float:
     value = float(cell)
     assert math.isfinite(value), cell
@@ -69,7 +47,7 @@ def test_latency_benchmark(
     world: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, bundle, engines = world
-    latency = _load("latency")
+    latency = load_benchmark("latency")
     rc = latency.main(
         [
             "--bundle",
@@ -92,16 +70,16 @@ def test_latency_benchmark(
     assert rc == 0
     for header in ("# command:", "# host:", "# load average", "# bundle:", "# input:", "# target:"):
         assert header in out, header
-    stages = _table_rows(out, "| stage |")
+    stages = table_rows(out, "| stage |")
     assert [r[0] for r in stages] == ["encode", "rollout", "signals", "risk", "total", "wall"]
     for row in stages:
         for cell in row[1:5]:
             assert _finite(cell) >= 0
-    for row in _table_rows(out, "| hardware |"):
+    for row in table_rows(out, "| hardware |"):
         assert _finite(row[3]) > 0 and _finite(row[5]) > 0 and _finite(row[6]) > 0
-    samplers = _table_rows(out, "| sampler | p50")
+    samplers = table_rows(out, "| sampler | p50")
     assert len(samplers) == 4 and all(_finite(r[4]) > 0 for r in samplers)
-    ece = _table_rows(out, "| sampler | n windows")
+    ece = table_rows(out, "| sampler | n windows")
     assert len(ece) == 2
     for row in ece:
         assert int(row[1]) > 0 and 0 <= _finite(row[2]) <= 1
@@ -111,7 +89,7 @@ def test_replay_benchmark(
     world: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, bundle, engines = world
-    replay = _load("replay")
+    replay = load_benchmark("replay")
     rc = replay.main(
         [
             "--bundle",
@@ -130,13 +108,13 @@ def test_replay_benchmark(
     assert rc == 0
     for header in ("# command:", "# host:", "# load average", "# bundle:", "# target:"):
         assert header in out, header
-    rows = _table_rows(out, "| episode |")
+    rows = table_rows(out, "| episode |")
     assert len(rows) == 2 and rows[-1][0] == "**total**"
     for row in rows:
         for cell in row[2:]:
             if cell:
                 assert _finite(cell) >= 0
-    bound = dict(r[:2] for r in _table_rows(out, "| quantity |"))
+    bound = dict(r[:2] for r in table_rows(out, "| quantity |"))
     assert _finite(bound["bound from model latency (x real time, 1 process)"]) > 0
     assert NUMBER.search(out.split("# target:")[1])
 
@@ -145,14 +123,14 @@ def test_recalibration_benchmark(
     world: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, bundle, _ = world
-    bench = _load("recalibration")
+    bench = load_benchmark("recalibration")
     argv = ["--bundle", str(bundle), "--data", str(data), "--calib-windows", "8"]
     rc = bench.main([*argv, "--test-windows", "4", "--threads", "1"])
     out = capsys.readouterr().out
     assert rc == 0
     for header in ("# command:", "# host:", "# load average", "# bundle:"):
         assert header in out, header
-    rows = _table_rows(out, "| map |")
+    rows = table_rows(out, "| map |")
     assert [r[0] for r in rows][0] == "raw probe (baseline)" and len(rows) == 4
     for row in rows:
         assert 0 <= _finite(row[1]) <= 1 and 0 <= _finite(row[2]) <= 1
@@ -180,13 +158,13 @@ def test_latency_benchmark_on_a_deterministic_bundle(
         verify_split=None,
         stop_alpha=0.08,
     )
-    latency = _load("latency")
+    latency = load_benchmark("latency")
     argv = ["--bundle", str(bundle), "--data", str(data), "--repeats", "2", "--warmup", "1"]
     rc = latency.main([*argv, "--engines-dir", str(engines)])
     out = capsys.readouterr().out
     assert rc == 0
     assert "(deterministic," in out and "sampler comparison: not applicable" in out
-    stages = _table_rows(out, "| stage |")
+    stages = table_rows(out, "| stage |")
     assert [r[0] for r in stages] == ["encode", "rollout", "signals", "risk", "total", "wall"]
     assert "# target: onnxruntime-CPU p50" in out
 
@@ -195,12 +173,12 @@ def test_colour_palette_benchmark(
     world: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, _, _ = world
-    rc = _load("colour_palette").main(["--data", str(data), "--limit", "2"])
+    rc = load_benchmark("colour_palette").main(["--data", str(data), "--limit", "2"])
     out = capsys.readouterr().out
     assert rc == 0
     for header in ("# command:", "# host:", "# palette:"):
         assert header in out, header
-    rows = _table_rows(out, "| score |")
+    rows = table_rows(out, "| score |")
     assert [r[0] for r in rows] == [
         "unseen pixels",
         "unseen pixels, palette dilated 1 bin",

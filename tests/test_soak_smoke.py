@@ -8,35 +8,15 @@ that is still warming up says nothing about a leak.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
-
-
-def _soak():
-    spec = importlib.util.spec_from_file_location("bench_soak", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _rows(text: str, header: str) -> list[list[str]]:
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    out = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        out.append([c.strip() for c in line.strip("|").split("|")])
-    return out
+from bench_support import load_benchmark, table_rows
 
 
 def test_soak_runs_and_prints_its_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    soak = _soak()
+    soak = load_benchmark("soak")
     argv = [
         "--minutes",
         "0.05",
@@ -51,17 +31,17 @@ def test_soak_runs_and_prints_its_table(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     for header in ("# command:", "# host:", "# load average", "# bundle:", "# target:"):
         assert header in out, header
-    (row,) = _rows(out, "| host |")
+    (row,) = table_rows(out, "| host |")
     decisions = int(row[4])
     assert decisions > 0 and float(row[5]) > 0
     for cell in (row[6], row[7], row[8]):
         assert math.isfinite(float(cell)), cell
     assert int(row[9]) > 0 and int(row[10]) > 0
-    refusals = dict(r[:2] for r in _rows(out, "| refusal |"))
+    refusals = dict(r[:2] for r in table_rows(out, "| refusal |"))
     assert refusals["accounting problems"] == "0"
 
 
 def test_rss_slope_is_mb_per_1000_decisions() -> None:
-    soak = _soak()
+    soak = load_benchmark("soak")
     assert soak.rss_slope([0, 1000, 2000], [100.0, 100.5, 101.0]) == pytest.approx(0.5)
     assert math.isnan(soak.rss_slope([5], [1.0]))
