@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
 
 from world_monitor.data.bag import export_episode_bag
+from world_monitor.data.bag.codec import get_store, ns_to_time
 from world_monitor.data.episode import Episode, EpisodeMeta
 
 
@@ -77,3 +80,59 @@ def make_bag(tmp_path):
         return export_episode_bag(episode if episode is not None else make_episode(), path, **kw)
 
     return make
+
+
+def write_custom_bag(
+    path,
+    n=12,
+    *,
+    encoding="rgb8",
+    action_dim: int | Sequence[int] = 4,
+    stamps=None,
+    with_actions=True,
+    extra_topic=True,
+):
+    """Images (any encoding) + Float32MultiArray chunks [1, A] + an unrelated topic, 10 Hz;
+    ``action_dim`` is A, or one A per message (a bag with some odd chunks)."""
+    store = get_store("jazzy")
+    t = store.types
+    stamps = stamps if stamps is not None else [100.0 + i / FPS for i in range(n)]
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        ci = w.add_connection("/cam", "sensor_msgs/msg/Image", typestore=store)
+        ca = w.add_connection("/chunk", "std_msgs/msg/Float32MultiArray", typestore=store)
+        cx = w.add_connection("/odom_text", "std_msgs/msg/String", typestore=store)
+        dims = [action_dim] * len(stamps) if isinstance(action_dim, int) else list(action_dim)
+        for i, st in enumerate(stamps):
+            log_ns = round((100.0 + i / FPS) * 1e9)
+            ch, bpp = (1, 2) if encoding == "16UC1" else (3, 1)
+            data = np.full(HW[0] * HW[1] * ch * bpp, 25, np.uint8)
+            header = t["std_msgs/msg/Header"](
+                stamp=ns_to_time(store, round(st * 1e9)), frame_id="cam"
+            )
+            img = t["sensor_msgs/msg/Image"](
+                header=header,
+                height=HW[0],
+                width=HW[1],
+                encoding=encoding,
+                is_bigendian=0,
+                step=HW[1] * ch * bpp,
+                data=data,
+            )
+            w.write(ci, log_ns, store.serialize_cdr(img, "sensor_msgs/msg/Image"))
+            if with_actions:
+                dim = t["std_msgs/msg/MultiArrayDimension"]
+                layout = t["std_msgs/msg/MultiArrayLayout"](
+                    dim=[
+                        dim(label="h", size=1, stride=dims[i]),
+                        dim(label="a", size=dims[i], stride=dims[i]),
+                    ],
+                    data_offset=0,
+                )
+                arr = t["std_msgs/msg/Float32MultiArray"](
+                    layout=layout, data=np.zeros(dims[i], np.float32)
+                )
+                w.write(ca, log_ns, store.serialize_cdr(arr, "std_msgs/msg/Float32MultiArray"))
+            if extra_topic:
+                s = t["std_msgs/msg/String"](data=f"tick {i}")
+                w.write(cx, log_ns, store.serialize_cdr(s, "std_msgs/msg/String"))
+    return path

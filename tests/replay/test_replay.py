@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import types
 
-import numpy as np
 import pytest
-from conftest import FPS, HW, make_episode
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from conftest import FPS, HW, make_episode, write_custom_bag
+from rosbags.rosbag2 import Reader
 
 from world_monitor.data.bag import BagError
-from world_monitor.data.bag.codec import get_store, ns_to_time
+from world_monitor.data.bag.codec import get_store
 from world_monitor.replay import MONITOR_TOPICS, BundleMismatch, replay_bag
 from world_monitor.runtime.session import MonitorSession, gate_config_for
 from world_monitor.runtime.types import Decision
@@ -147,62 +146,8 @@ def test_other_topic_names_compressed_images_sqlite(make_bag, fake_monitor):
     assert s["lock"]["first_engaged_after_open"] == pytest.approx(101.0)
 
 
-def _write_custom_bag(
-    path,
-    n=12,
-    *,
-    encoding="rgb8",
-    action_dim=4,
-    stamps=None,
-    with_actions=True,
-    extra_topic=True,
-):
-    """Images (any encoding) + Float32MultiArray chunks [1, A] + an unrelated topic."""
-    store = get_store("jazzy")
-    t = store.types
-    stamps = stamps if stamps is not None else [100.0 + i / FPS for i in range(n)]
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        ci = w.add_connection("/cam", "sensor_msgs/msg/Image", typestore=store)
-        ca = w.add_connection("/chunk", "std_msgs/msg/Float32MultiArray", typestore=store)
-        cx = w.add_connection("/odom_text", "std_msgs/msg/String", typestore=store)
-        for i, st in enumerate(stamps):
-            log_ns = round((100.0 + i / FPS) * 1e9)
-            ch, bpp = (1, 2) if encoding == "16UC1" else (3, 1)
-            data = np.full(HW[0] * HW[1] * ch * bpp, 25, np.uint8)
-            header = t["std_msgs/msg/Header"](
-                stamp=ns_to_time(store, round(st * 1e9)), frame_id="cam"
-            )
-            img = t["sensor_msgs/msg/Image"](
-                header=header,
-                height=HW[0],
-                width=HW[1],
-                encoding=encoding,
-                is_bigendian=0,
-                step=HW[1] * ch * bpp,
-                data=data,
-            )
-            w.write(ci, log_ns, store.serialize_cdr(img, "sensor_msgs/msg/Image"))
-            if with_actions:
-                dim = t["std_msgs/msg/MultiArrayDimension"]
-                layout = t["std_msgs/msg/MultiArrayLayout"](
-                    dim=[
-                        dim(label="h", size=1, stride=action_dim),
-                        dim(label="a", size=action_dim, stride=action_dim),
-                    ],
-                    data_offset=0,
-                )
-                arr = t["std_msgs/msg/Float32MultiArray"](
-                    layout=layout, data=np.zeros(action_dim, np.float32)
-                )
-                w.write(ca, log_ns, store.serialize_cdr(arr, "std_msgs/msg/Float32MultiArray"))
-            if extra_topic:
-                s = t["std_msgs/msg/String"](data=f"tick {i}")
-                w.write(cx, log_ns, store.serialize_cdr(s, "std_msgs/msg/String"))
-    return path
-
-
 def test_float32multiarray_and_extra_topics(tmp_path, fake_monitor):
-    bag = _write_custom_bag(tmp_path / "fa")
+    bag = write_custom_bag(tmp_path / "fa")
     s = _replay(bag, fake_monitor()).summary
     assert s["action_topic"] == "/chunk" and s["messages"]["accounted"]
     assert s["messages"]["ignored"] == {"/odom_text": 12}
@@ -211,7 +156,7 @@ def test_float32multiarray_and_extra_topics(tmp_path, fake_monitor):
 
 
 def test_wrong_encoding_is_counted_and_lock_stays_closed(tmp_path, fake_monitor):
-    bag = _write_custom_bag(tmp_path / "enc", encoding="16UC1")
+    bag = write_custom_bag(tmp_path / "enc", encoding="16UC1")
     with pytest.raises(BundleMismatch, match="none of the first 12 camera frames decodes"):
         _replay(bag, fake_monitor())  # a whole camera the node cannot read: one line
     s = _replay(bag, fake_monitor(), check_fit=False).summary
@@ -224,7 +169,7 @@ def test_wrong_encoding_is_counted_and_lock_stays_closed(tmp_path, fake_monitor)
 
 def test_a_bag_whose_action_dim_is_not_the_bundles_is_refused_in_one_line(tmp_path, fake_monitor):
     """Before: replay ran to the end, exit 0, every chunk rejected wrong_dim inside the JSON."""
-    bag = _write_custom_bag(tmp_path / "dim", action_dim=3)
+    bag = write_custom_bag(tmp_path / "dim", action_dim=3)
     with pytest.raises(BundleMismatch) as err:
         _replay(bag, fake_monitor(), out=tmp_path / "out")
     msg = str(err.value)
@@ -233,7 +178,7 @@ def test_a_bag_whose_action_dim_is_not_the_bundles_is_refused_in_one_line(tmp_pa
 
 
 def test_wrong_action_dim_is_counted_and_lock_stays_closed(tmp_path, fake_monitor):
-    bag = _write_custom_bag(tmp_path / "dim", action_dim=3)
+    bag = write_custom_bag(tmp_path / "dim", action_dim=3)
     s = _replay(bag, fake_monitor(), check_fit=False).summary
     assert s["messages"]["rejected_before_session"]["actions"] == {"wrong_dim": 12}
     assert s["lock"]["first_open"] is None and s["lock"]["final"] is True
@@ -261,14 +206,14 @@ def test_exported_chunks_are_full_length_up_to_the_last_frame(make_bag, fake_mon
 def test_out_of_order_stamps_are_counted_and_close_the_lock(tmp_path, fake_monitor):
     stamps = [100.0 + i / FPS for i in range(12)]
     stamps[8], stamps[9] = stamps[9], stamps[8]
-    s = _replay(_write_custom_bag(tmp_path / "ooo", stamps=stamps), fake_monitor()).summary
+    s = _replay(write_custom_bag(tmp_path / "ooo", stamps=stamps), fake_monitor()).summary
     assert s["session"]["accounting"]["image"]["rejected"] == {"out_of_order_stamp": 1}
     assert s["lock"]["first_engaged_after_open"] is not None
     assert "out_of_order_stamp" in s["session"]["alerts"][0]["reasons"]
 
 
 def test_missing_topics_raise_bag_error(tmp_path, fake_monitor):
-    bag = _write_custom_bag(tmp_path / "noact", with_actions=False)
+    bag = write_custom_bag(tmp_path / "noact", with_actions=False)
     with pytest.raises(BagError, match="no action topic"):
         _replay(bag, fake_monitor())
     with pytest.raises(BagError, match="not found"):

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import types
 
-import numpy as np
 import pytest
-from conftest import FPS, HW, make_episode
-from rosbags.rosbag2 import StoragePlugin, Writer
+from conftest import make_episode, write_custom_bag
 
-from world_monitor.data.bag.codec import FLOAT_ARRAY, IMAGE, get_store, ns_to_time
 from world_monitor.replay import BundleMismatch, replay_bag
 
 
@@ -46,40 +43,12 @@ def test_a_faster_camera_fits_it_is_subsampled(make_bag, fake_monitor) -> None:
     assert s["messages"]["accounted"]
 
 
-def _bag_with_one_odd_chunk(path, n: int = 12):
-    """Images + Float32MultiArray [1, 4] chunks at 10 Hz, the first chunk [1, 3]."""
-    store = get_store("jazzy")
-    t = store.types
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        ci = w.add_connection("/cam", IMAGE, typestore=store)
-        ca = w.add_connection("/chunk", FLOAT_ARRAY, typestore=store)
-        for i in range(n):
-            ns = round((100.0 + i / FPS) * 1e9)
-            header = t["std_msgs/msg/Header"](stamp=ns_to_time(store, ns), frame_id="cam")
-            img = t[IMAGE](
-                header=header,
-                height=HW[0],
-                width=HW[1],
-                encoding="rgb8",
-                is_bigendian=0,
-                step=HW[1] * 3,
-                data=np.full(HW[0] * HW[1] * 3, 25, np.uint8),
-            )
-            w.write(ci, ns, store.serialize_cdr(img, IMAGE))
-            a = 3 if i == 0 else 4
-            dim = t["std_msgs/msg/MultiArrayDimension"]
-            layout = t["std_msgs/msg/MultiArrayLayout"](
-                dim=[dim(label="h", size=1, stride=a), dim(label="a", size=a, stride=a)],
-                data_offset=0,
-            )
-            arr = t[FLOAT_ARRAY](layout=layout, data=np.zeros(a, np.float32))
-            w.write(ca, ns, store.serialize_cdr(arr, FLOAT_ARRAY))
-    return path
-
-
 def test_a_few_bad_chunks_are_not_a_mismatch_they_are_counted(tmp_path, fake_monitor) -> None:
     """Only a sample in which *every* decodable chunk disagrees is a mismatch."""
-    s = _replay(_bag_with_one_odd_chunk(tmp_path / "odd"), fake_monitor()).summary
+    s = _replay(
+        write_custom_bag(tmp_path / "odd", action_dim=[3] + [4] * 11, extra_topic=False),
+        fake_monitor(),
+    ).summary
     assert s["messages"]["rejected_before_session"]["actions"] == {"wrong_dim": 1}
     assert s["messages"]["accounted"] and s["lock"]["first_open"] is not None
 
