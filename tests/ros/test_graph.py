@@ -262,6 +262,21 @@ def test_a_stalled_executor_closes_the_lock_from_the_heartbeat(graph: Graph, mon
     assert gaps(beats).max() < 0.15  # and it kept beating (closed) through the stall
 
 
+def test_a_failing_watchdog_closes_the_lock(graph: Graph, monkeypatch) -> None:
+    """If the heartbeat's watchdog itself raises, the beat publishes lock=true (fail closed),
+    logs why and keeps beating."""
+    g = graph
+    assert _open(g)
+
+    def broken(now):
+        raise RuntimeError("watchdog exploded")
+
+    monkeypatch.setattr(g.wm.session, "tick", broken)
+    g.rec.clear()
+    assert g.wait_for(lambda: len(g.rec.values("lock")) >= 5, 2.0)
+    assert all(g.rec.values("lock"))
+
+
 # ---- inputs -------------------------------------------------------------------------------
 
 
