@@ -53,6 +53,9 @@ CORE = [
     "mujoco>=3.3,<4.1",
 ]
 EXTRAS = {
+    # import-lerobot reads LeRobot's parquet + mp4 layout with the libraries lerobot uses
+    # (the lerobot package itself pins torch<2.11: world_monitor/data/lerobot.py)
+    "lerobot": ["pyarrow>=18,<27", "av>=14,<20"],
     "gpu": ["onnxruntime-gpu>=1.22,<1.32", "tensorrt>=10,<11"],
     # selenium drives the system Chromium for the report's browser test (scripts/setup.sh
     # installs chromium + chromium-driver with apt); it never downloads a browser itself.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-shot set-up for a fresh machine: system libraries for offscreen rendering, a virtualenv in
-# .venv, and world_monitor installed into it (editable, with the test extras).
+# .venv, and world_monitor installed into it (editable, with the test and lerobot extras).
 #
 #   bash scripts/setup.sh            # then: .venv/bin/world-monitor --help
 #
@@ -65,7 +65,7 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # torch first and alone, so nothing else can choose a different build.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-"$VENV/bin/python" -m pip install -q -e ".[test]"
+"$VENV/bin/python" -m pip install -q -e ".[test,lerobot]"
 
 # 4. ROS 2 from wheels (rclpy + Fast DDS + messages): the node, `world-monitor play` and the
 #    real-graph tests. Jazzy and Kilted cannot share a venv (the jazzy names pin ros-* packages).

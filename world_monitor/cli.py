@@ -130,8 +130,8 @@ def _cmd_export_bag(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_import_bag(args: argparse.Namespace) -> int:
-    from world_monitor.data.bag import import_paths
+def _import_prep_and_labels(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The --image-size/--image-resize/--crop-roi transform and the --labels of an import."""
     from world_monitor.data.frame_prep import FramePrep, parse_size
 
     prep = None
@@ -141,9 +141,39 @@ def _cmd_import_bag(args: argparse.Namespace) -> int:
         raise UserError("--image-resize/--crop-roi need --image-size HxW (the bundle's input)")
     labels = None
     if args.labels:
-        from world_monitor.data.bag.labels import load_labels
+        from world_monitor.data.labels import load_labels
 
         labels = load_labels(args.labels)  # LabelError: one line, exit 2
+    return prep, labels
+
+
+def _report_import(summary: dict[str, Any], out: Path) -> int:
+    """A few lines for the terminal; the whole summary (per-recording reports) as JSON beside
+    the dataset. Exit 1 when any recording failed (the good ones are imported)."""
+    path = out / "import_summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    splits = ", ".join(f"{k} {v}" for k, v in summary.get("splits", {}).items()) or "none"
+    print(
+        f"imported {summary['imported']} episode(s) into {out} ({splits}); "
+        f"{summary['skipped']} already there, {summary['failed']} failed"
+    )
+    if summary.get("labelled") or summary.get("unlabelled"):
+        print(
+            f"labels: {summary['labelled']} labelled, {len(summary['unlabelled'])} without a "
+            "row (in-distribution)"
+        )
+    for name, err in list(summary["errors"].items())[:10]:
+        print(f"  failed {name}: {err}")
+    if len(summary["errors"]) > 10:
+        print(f"  ... and {len(summary['errors']) - 10} more")
+    print(f"details: {path}")
+    return 0 if summary.get("failed", 0) == 0 else 1
+
+
+def _cmd_import_bag(args: argparse.Namespace) -> int:
+    from world_monitor.data.bag import import_paths
+
+    prep, labels = _import_prep_and_labels(args)
     summary = import_paths(
         [Path(p) for p in args.bags],
         Path(args.out),
@@ -156,8 +186,51 @@ def _cmd_import_bag(args: argparse.Namespace) -> int:
         frame_prep=prep,
         action_field=args.action_field,
     )
-    print(json.dumps(summary, indent=2, default=str))
-    return 0 if summary.get("failed", 0) == 0 else 1
+    return _report_import(summary, Path(args.out))
+
+
+def _cmd_import_lerobot(args: argparse.Namespace) -> int:
+    from world_monitor.data.lerobot import LeRobotError, lerobot_sources
+    from world_monitor.data.recorded import import_episodes
+
+    prep, labels = _import_prep_and_labels(args)
+    episodes = None
+    if args.episodes:
+        episodes = _parse_index_list(args.episodes, "--episodes")
+    sources = lerobot_sources(
+        args.dataset,
+        camera=args.camera,
+        action_key=args.action_key,
+        fps=args.fps,
+        episodes=episodes,
+    )
+    summary = import_episodes(
+        sources,
+        Path(args.out),
+        split=args.split,
+        labels=labels,
+        split_seed=args.split_seed,
+        progress=not args.no_progress,
+        frame_prep=prep,
+        source_errors=(LeRobotError,),
+        desc="import episodes",
+    )
+    return _report_import(summary, Path(args.out))
+
+
+def _parse_index_list(text: str, flag: str) -> list[int]:
+    """``"0:10,12,15"`` -> ``[0, ..., 9, 12, 15]`` (``a:b`` is half-open, like Python)."""
+    out: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            if ":" in part:
+                lo, hi = (int(v) for v in part.split(":"))
+                out.extend(range(lo, hi))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise UserError(f"{flag}: expected indices like 0:10,12, got {text!r}") from None
+    return out
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -663,37 +736,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dataset directory to write")
     p.add_argument("--image-topic", default=None)
     p.add_argument("--action-topic", default=None)
-    p.add_argument(
-        "--split",
-        default="test",
-        choices=["auto", "train", "val", "calib", "test"],
-        help="split to file the episodes under (default test); auto: seeded by episode, "
-        "70/10/10/10 %% of the in-distribution ones with calib raised to what a 2 %% "
-        "false-stop rate needs (98) when at most half the episodes are enough; labelled "
-        "shifts always to test",
-    )
-    p.add_argument("--split-seed", type=int, default=0, help="seed of --split auto (0)")
-    p.add_argument(
-        "--labels",
-        default=None,
-        metavar="FILE",
-        help="CSV or YAML: bag,shift,onset_s,severity,success,failure_s,scenario per recording "
-        "(docs/data.md); recorded shifts become named test families",
-    )
-    p.add_argument(
-        "--image-size",
-        default=None,
-        metavar="HxW",
-        help="resize frames to the bundle's input (e.g. 64x64) exactly as the node and replay "
-        "will (--image-resize, --crop-roi): train and calibrate on the pixels the node sees",
-    )
-    p.add_argument(
-        "--image-resize", default="stretch", choices=["stretch", "center_crop", "letterbox"]
-    )
-    p.add_argument("--crop-roi", default=None, metavar="X,Y,W,H", help="crop before the resize")
+    _add_import_options(p)
     _add_action_field(p)
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_import_bag, overrides=[])
+
+    p = sub.add_parser(
+        "import-lerobot",
+        help="read a local LeRobot dataset (v2.x / v3.0 layout) into a dataset directory",
+        description="Import a local LeRobot dataset (meta/info.json, parquet tables, image or "
+        "mp4 video cameras; layouts v2.0, v2.1, v3.0) into a dataset: one episode per LeRobot "
+        "episode, frames from --camera, actions from --action-key. Nothing is fetched from a "
+        "hub; the dataset is only read. Needs the lerobot extra (pyarrow, av).",
+    )
+    p.add_argument("dataset", help="LeRobot dataset directory (the one holding meta/info.json)")
+    p.add_argument("--out", required=True, help="dataset directory to write")
+    p.add_argument("--camera", default=None, help="camera feature key (default: the only one)")
+    p.add_argument("--action-key", default="action", help="action feature key (default action)")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="keep every n-th frame to reach this rate (the dataset's fps / a whole number); "
+        "actions are those recorded at the kept frames (right for absolute targets; record "
+        "delta actions at the monitor's rate)",
+    )
+    p.add_argument("--episodes", default=None, help="only these episode indices, e.g. 0:50,60")
+    _add_import_options(p)
+    p.set_defaults(func=_cmd_import_lerobot, overrides=[])
 
     p = sub.add_parser(
         "train",
@@ -1076,6 +1145,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_import_options(p: argparse.ArgumentParser) -> None:
+    """Options every importer shares: splits, labels, the node's resize, progress."""
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["auto", "train", "val", "calib", "test"],
+        help="split to file the episodes under (default test); auto: seeded by episode, "
+        "70/10/10/10 %% of the in-distribution ones with calib raised to what a 2 %% "
+        "false-stop rate needs (98) when at most half the episodes are enough; labelled "
+        "shifts always to test",
+    )
+    p.add_argument("--split-seed", type=int, default=0, help="seed of --split auto (0)")
+    p.add_argument(
+        "--labels",
+        default=None,
+        metavar="FILE",
+        help="CSV or YAML: bag,shift,onset_s,severity,success,failure_s,scenario per recording "
+        "(docs/data.md); recorded shifts become named test families",
+    )
+    p.add_argument(
+        "--image-size",
+        default=None,
+        metavar="HxW",
+        help="resize frames to the bundle's input (e.g. 64x64) exactly as the node and replay "
+        "will (--image-resize, --crop-roi): train and calibrate on the pixels the node sees",
+    )
+    p.add_argument(
+        "--image-resize", default="stretch", choices=["stretch", "center_crop", "letterbox"]
+    )
+    p.add_argument("--crop-roi", default=None, metavar="X,Y,W,H", help="crop before the resize")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def _add_action_field(p: argparse.ArgumentParser) -> None:
     """``--action-field``: the same choice for import, inspect and replay as the node's."""
     from world_monitor.data.bag.codec import ACTION_FIELDS
@@ -1098,7 +1200,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     for module, name in (
         ("world_monitor.data.dataset", "DatasetError"),
         ("world_monitor.data.bag", "BagError"),
-        ("world_monitor.data.bag.labels", "LabelError"),
+        ("world_monitor.data.labels", "LabelError"),
+        ("world_monitor.data.lerobot", "LeRobotError"),
         ("world_monitor.data.frame_prep", "FramePrepError"),
         ("world_monitor.runtime.monitor", "MonitorError"),
         ("world_monitor.runtime.risk", "RiskError"),

@@ -89,7 +89,8 @@ def test_the_cli_takes_action_field_on_import_and_inspect(make_ep, tmp_path, cap
             "--no-progress",
         ]
     )
-    summary = json.loads(capsys.readouterr().out)
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "ds" / "import_summary.json").read_text())
     assert rc == 0 and summary["imported"] == 1 and summary["failed"] == 0
     assert cli.main(["inspect", str(bag), "--strict", "--action-field", "effort"]) == 0
     capsys.readouterr()

@@ -10,8 +10,8 @@ import pytest
 
 from world_monitor import cli
 from world_monitor.data.bag import export_episode_bag, import_paths
-from world_monitor.data.bag.labels import LabelError, load_labels
 from world_monitor.data.dataset import EpisodeDataset, assign_splits, split_counts
+from world_monitor.data.labels import LabelError, load_labels
 
 
 def _bags(tmp_path, make_ep, n: int, prefix: str = "run"):
@@ -143,7 +143,9 @@ def test_import_bag_split_auto_and_labels_from_the_cli(tmp_path, make_ep, capsys
             "--no-progress",
         ]
     )
-    summary = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    summary = json.loads((tmp_path / "ds" / "import_summary.json").read_text())
+    assert "imported 12 episode(s)" in printed and len(printed.splitlines()) <= 4
     assert rc == 0 and summary["imported"] == 12 and summary["labelled"] == 2
     # 10 in-distribution: calib raised to half (5) for the default 2 % rate, the rest 70/10/10
     assert summary["splits"] == {"calib": 5, "test": 2, "train": 4, "val": 1}

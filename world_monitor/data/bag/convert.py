@@ -6,9 +6,9 @@ importing a hundred good ones, and every failure is reported by bag with its rea
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from world_monitor.data.bag.errors import BagError
 from world_monitor.data.bag.export import export_episode_bag
 from world_monitor.data.bag.importer import load_episode_bag
-from world_monitor.data.bag.labels import EpisodeLabel, LabelError, apply_label, label_for
-from world_monitor.data.episode import EpisodeError
+from world_monitor.data.labels import EpisodeLabel
+from world_monitor.data.recorded import AUTO_SPLIT_STOP_ALPHA, EpisodeSource, import_episodes
 
 __all__ = ["AUTO_SPLIT_STOP_ALPHA", "export_path", "import_paths"]
 
@@ -74,11 +74,6 @@ def _episode_id(path: Path, taken: set[str]) -> str:
     return candidate
 
 
-#: default false-stop rate (``calibrate --stop-alpha``) whose certification ``--split auto``
-#: sizes the calib split for
-AUTO_SPLIT_STOP_ALPHA = 0.02
-
-
 def import_paths(
     bags: Sequence[Path],
     out: Path,
@@ -93,107 +88,38 @@ def import_paths(
 ) -> dict[str, Any]:
     """Import bags into the dataset ``out`` (created or extended), one episode per bag.
 
-    The episode id is the bag's directory (or file stem) name, made filesystem-safe. A bag that
-    fails is skipped and listed under ``errors`` with its reason; the index is rebuilt at the
-    end. Keyword arguments go to :func:`load_episode_bag` (topics, tolerance, on_missing,
-    action_field, ...). ``frame_prep`` (a :class:`~world_monitor.data.frame_prep.FramePrep`)
-    resizes every frame and mask the way the node and replay will (train and calibrate on what
-    the node sees).
-
-    ``labels`` (:func:`~world_monitor.data.bag.labels.load_labels`) give recorded episodes their
-    shift, onset, severity and success; a label naming no given bag is an error before anything
-    is imported. ``split="auto"`` assigns the episodes imported by this call with
-    :func:`~world_monitor.data.dataset.assign_splits` (seeded by ``split_seed``, by episode,
-    default fractions 70/10/10/10 %; shifted episodes to test) and sizes calib for
-    ``stop_alpha`` when the data allow it (:func:`~world_monitor.data.dataset.split_counts`).
-    A shifted episode is never filed under train, val or calib.
-
-    Returns ``{"imported", "skipped", "failed", "errors", "reports", "dataset", "splits",
-    "labelled", "unlabelled"}``.
+    The episode id is the bag's directory (or file stem) name, made filesystem-safe; a labels
+    row may name the bag by that name, its path as given, or the episode id. Keyword arguments
+    go to :func:`load_episode_bag` (topics, tolerance, on_missing, action_field, ...); the rest
+    (splits, labels, resizing, per-bag error policy) is
+    :func:`~world_monitor.data.recorded.import_episodes`, whose summary this returns.
     """
-    from world_monitor.data.dataset import SPLITS, DatasetError, DatasetWriter, assign_splits
-
-    auto = split == "auto"
-    if not auto and split not in SPLITS:
-        raise ValueError(f"split {split!r}: expected auto or one of {', '.join(SPLITS)}")
-    labels = dict(labels or {})
-    bags = [Path(b) for b in bags]
-    ids: dict[Path, str] = {}
     taken: set[str] = set()
-    for bag in bags:
-        ids[bag] = _episode_id(bag, taken)
-    matched = {lab.bag for bag in bags if (lab := label_for(labels, bag, ids[bag])) is not None}
-    stray = sorted(set(labels) - matched)
-    if stray:
-        more = f" (+{len(stray) - 10})" if len(stray) > 10 else ""
-        raise LabelError(f"labels for bags that are not being imported: {stray[:10]}{more}")
-    shifted = sorted(lab.bag for lab in labels.values() if lab.shift is not None)
-    if shifted and split in ("train", "val", "calib"):
-        raise LabelError(
-            f"{len(shifted)} labelled bag(s) show a shift ({shifted[:5]}): shifted episodes are "
-            f"held out, never filed under {split!r}; use --split test or --split auto"
-        )
-    writer = DatasetWriter(out)
-    summary: dict[str, Any] = {
-        "dataset": str(out),
-        "imported": 0,
-        "skipped": 0,
-        "failed": 0,
-        "errors": {},
-        "reports": {},
-        "labelled": 0,
-        "unlabelled": [],
-    }
-    new: list[tuple[str, str | None]] = []
-    for bag in tqdm(bags, desc="import bags", unit="bag", disable=not progress):
-        eid = ids[bag]
-        if writer.exists(eid):
-            summary["skipped"] += 1
-            continue
-        try:
-            result = load_episode_bag(bag, **kwargs)
-            episode = result.episode
-            if frame_prep is not None:
-                from world_monitor.data.frame_prep import prepare_episode
-
-                episode = prepare_episode(episode, frame_prep)
-            label = label_for(labels, bag, eid)
-            if label is not None:
-                episode = apply_label(episode, label)
-            elif labels:
-                summary["unlabelled"].append(eid)
-            writer.write(episode, episode_id=eid, split="test" if auto else split)
-        except (BagError, EpisodeError, DatasetError, LabelError) as exc:
-            log.warning("%s: %s", bag, exc)
-            summary["failed"] += 1
-            summary["errors"][str(bag)] = str(exc)
-            continue
-        summary["imported"] += 1
-        summary["labelled"] += int(label is not None)
-        summary["reports"][str(bag)] = result.report.to_dict()
-        new.append((eid, episode.meta.shift))
-    if auto and new:
-        from world_monitor.runtime.calibrate import episodes_needed
-
-        min_calib = 2 * episodes_needed(stop_alpha)  # calibrate halves the calib split
-        plan = assign_splits(
-            [e for e, _ in new], shifts=[sh for _, sh in new], seed=split_seed, min_calib=min_calib
-        )
-        for eid, name in plan.items():
-            writer.set_split(eid, name)
-        n_calib = sum(1 for v in plan.values() if v == "calib")
-        if n_calib < min_calib:
-            log.warning(
-                "--split auto: %d calib episodes; a false-stop rate of %g needs %d (calibrate "
-                "will name the smallest rate these certify)",
-                n_calib,
-                stop_alpha,
-                min_calib,
+    sources = []
+    for bag in map(Path, bags):
+        eid = _episode_id(bag, taken)
+        sources.append(
+            EpisodeSource(
+                episode_id=eid,
+                label_keys=(bag.name, str(bag), bag.stem, eid),
+                load=functools.partial(_load_bag, bag, kwargs),
+                name=str(bag),
             )
-    summary["splits"] = dict(sorted(Counter(_split_of(writer, e) for e, _ in new).items()))
-    writer.finalize()
-    return summary
+        )
+    return import_episodes(
+        sources,
+        out,
+        split=split,
+        progress=progress,
+        frame_prep=frame_prep,
+        labels=labels,
+        split_seed=split_seed,
+        stop_alpha=stop_alpha,
+        source_errors=(BagError,),
+        desc="import bags",
+    )
 
 
-def _split_of(writer: Any, episode_id: str) -> str:
-    return str(writer.read_meta(episode_id)["split"])
+def _load_bag(bag: Path, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    result = load_episode_bag(bag, **kwargs)
+    return result.episode, result.report.to_dict()

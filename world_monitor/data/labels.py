@@ -30,6 +30,7 @@ import csv
 import dataclasses
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,12 @@ def _bool(where: str, value: Any) -> bool:
 
 def label_for(labels: dict[str, EpisodeLabel], bag: Path, episode_id: str) -> EpisodeLabel | None:
     """The label row of ``bag``: by name, path as given, or episode id (first that matches)."""
-    for key in (bag.name, str(bag), bag.stem, episode_id):
+    return label_for_keys(labels, (bag.name, str(bag), bag.stem, episode_id))
+
+
+def label_for_keys(labels: dict[str, EpisodeLabel], keys: Sequence[str]) -> EpisodeLabel | None:
+    """The label row under the first of ``keys`` that the labels name (a recording's names)."""
+    for key in keys:
         if key in labels:
             return labels[key]
     return None
