@@ -23,7 +23,7 @@ from world_monitor.runtime.evaluate import (
     localisation,
     stop_before_failure,
 )
-from world_monitor.runtime.risk import SIGNALS
+from world_monitor.runtime.risk import SIGNALS, WORLD_MODEL_SIGNALS, world_model_calibration
 from world_monitor.runtime.severity import (
     SIMULATE_CONFIG,
     format_severity_markdown,
@@ -196,7 +196,22 @@ def test_evaluate_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> 
         assert key in doc, key
     fam = doc["families"]["lighting"]
     # the fused risk, each of its signals alone, and the baselines asked for
-    assert set(fam["detectors"]) == {"c3_risk", *SIGNALS, "sample_spread", "oracle"}
+    assert set(fam["detectors"]) == {
+        "c3_risk",
+        "world_model",
+        *SIGNALS,
+        "sample_spread",
+        "oracle",
+    }
+    # world_model fuses only the model's own signals, on the references calibrate stored
+    stored = json.loads((bundle / "calibration.json").read_text())["world_model_reference"]
+    assert set(stored) == set(WORLD_MODEL_SIGNALS) and len(stored["c3_mean"]) > 10
+    wm = world_model_calibration(stored_info := {"world_model_reference": stored}, 0.5)
+    assert wm is not None and stored_info
+    for ep in doc["episodes"][:3]:
+        for d in ep["decisions"]:
+            raw = {k: d[k] for k in WORLD_MODEL_SIGNALS if d.get(k) is not None}
+            assert d["world_model"] == pytest.approx(wm.risk(raw))
     for key in (
         "tpr_at_stop",
         "tpr_at_slow",

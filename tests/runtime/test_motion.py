@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from world_monitor.runtime.motion import MotionHistory
+from world_monitor.runtime.motion import MotionHistory, log_loss_excess
 
 H, K = 8, 2
 PERIOD = 0.1
@@ -146,3 +146,51 @@ def test_interrupts_from_other_threads_never_break_a_decision():
         t.join()
         sys.setswitchinterval(interval)
     assert all(math.isfinite(v) for v in m.values)
+
+
+# ---------------------------------------------------------------- selfcheck (issue 16)
+
+
+def test_log_loss_excess_is_zero_in_expectation_when_the_confidence_is_calibrated():
+    rng = np.random.default_rng(0)
+    q = rng.uniform(0.05, 0.95, 200_000)
+    y = rng.random(q.size) < q  # labels drawn from the stated confidence
+    assert abs(log_loss_excess(q, y).mean()) < 0.01
+    overconfident = rng.random(q.size) < 0.5 * q  # right half as often as it claims
+    assert log_loss_excess(q, overconfident).mean() > 0.1
+
+
+def test_selfcheck_flags_the_cell_where_a_confident_prediction_was_wrong():
+    """A rollout confident (0.95) everywhere; the frames arrive as predicted except in one
+    latent cell: the value is high and the cell map points at that cell."""
+    eps = 0.05
+    m = MotionHistory(PERIOD, H, lag=4, min_values=1, epsilon=eps, top_k=1)
+    conf = np.full((H, 4, 2, 2), 0.95)
+    m.observe(0.0, _ctx(0.0), _pred(0.0, 0.1), conf)
+    m.observe(0.4, _ctx(0.4), _pred(0.4, 0.1), conf)  # arrived exactly as predicted
+    right = m.checks[-1]
+    assert right < 0.0  # every confident prediction came true: less surprise than it expected
+    wrong = _ctx(0.8)
+    wrong[:, :, 1, 0] += 0.5  # one cell of both arriving frames is far from the prediction
+    m.observe(0.8, wrong, _pred(0.8, 0.1), conf)
+    assert m.checks[-1] > 2.0 > right
+    assert np.unravel_index(np.argmax(m.selfcheck_cells), (2, 2)) == (1, 0)
+    assert m.selfcheck() == pytest.approx(np.mean(m.checks))
+
+
+def test_selfcheck_is_undefined_without_confidence_or_epsilon_and_reset_forgets_it():
+    plain = MotionHistory(PERIOD, H, lag=4, min_values=1)
+    conf = np.full((H, 4, 2, 2), 0.9)
+    plain.observe(0.0, _ctx(0.0), _pred(0.0, 0.1), conf)
+    plain.observe(0.4, _ctx(0.4), _pred(0.4, 0.1), conf)
+    assert plain.signal() is not None and plain.selfcheck() is None  # no epsilon
+    m = MotionHistory(PERIOD, H, lag=4, min_values=1, epsilon=0.1)
+    m.observe(0.0, _ctx(0.0), _pred(0.0, 0.1))  # no confidence map with this rollout
+    m.observe(0.4, _ctx(0.4), _pred(0.4, 0.1), conf)
+    assert m.signal() is not None and m.selfcheck() is None
+    m.observe(0.8, _ctx(0.8), _pred(0.8, 0.1), conf)
+    assert m.selfcheck() is not None
+    m.reset()
+    assert m.selfcheck() is None and m.selfcheck_cells is None
+    with pytest.raises(ValueError, match="confidence shape"):
+        m.observe(1.2, _ctx(1.2), _pred(1.2, 0.1), conf[:2])

@@ -105,3 +105,22 @@ def test_a_constant_signal_is_named_and_a_varying_one_is_not() -> None:
     assert (
         "195 scores, all 0" in out["c3_fraction"] and "left out of the risk" in out["c3_fraction"]
     )
+
+
+def test_world_model_fusion_uses_only_the_models_own_signals_and_drops_constant_ones():
+    from world_monitor.runtime.risk import world_model_calibration
+
+    assert world_model_calibration({}, 0.5) is None  # a calibration from before issue 16
+    ref = {
+        "c3_mean": list(np.linspace(0.1, 0.4, 12)),
+        "selfcheck": list(np.linspace(-0.2, 0.1, 12)),
+        "c3_fraction": [0.0] * 12,  # constant: cannot rank, left out
+        "motion": [0.1, 0.2],  # defined on too few calibration decisions: left out
+    }
+    wm = world_model_calibration({"world_model_reference": ref}, 0.5)
+    assert wm is not None and set(wm.config.signals) == {"c3_mean", "selfcheck"}
+    # the max of the two ranks; colour/recon are ignored even when present
+    scores = {"c3_mean": 0.2, "selfcheck": 0.05, "colour": 99.0, "c3_fraction": 1.0}
+    ranks = wm.signal_risk(scores)
+    assert wm.risk(scores) == max(ranks.values()) == ranks["selfcheck"]
+    assert wm.risk({"c3_mean": 0.2}) == ranks["c3_mean"]  # selfcheck undefined: ranks 0

@@ -52,6 +52,22 @@ def test_hand_computed_example() -> None:
     assert s.base_rate == pytest.approx(0.6)
     assert s.brier_skill == pytest.approx(1 - 0.36016 / 0.24)
     assert s.bin_counts[2] == 2 and s.bin_counts[18] == 2 and s.bin_counts[19] == 1 and s.n == 5
+    assert s.mce_bin_count == 1  # the MCE comes from the one-element bin 19
+    assert s.mce_massive == pytest.approx(1.0)  # 5 elements: every bin holds >= 0.5 %
+
+
+def test_mce_massive_leaves_out_nearly_empty_bins() -> None:
+    """One mislabelled element alone in its bin sets MCE to 1; over bins with at least 0.5 % of
+    the elements the worst gap is the real one."""
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.6, 0.8, 10_000)
+    lab = rng.random(conf.size) < conf  # calibrated
+    acc = CalibrationAccumulator(eps_values=[0.5])
+    acc.update(0.5, np.append(conf, 0.02), np.append(lab, 1))
+    s = acc.stats(0.5)
+    assert s.mce == pytest.approx(0.98, abs=0.02) and s.mce_bin_count == 1
+    assert s.mce_massive < 0.05
+    assert acc.summary()["per_eps"]["0.5"]["mce_bin_count"] == 1
 
 
 def test_perfect_calibration_and_streaming_equivalence() -> None:

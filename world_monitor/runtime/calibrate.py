@@ -44,6 +44,7 @@ import numpy as np
 from world_monitor.data.chunks import decision_points
 from world_monitor.runtime.colour import ColourModel
 from world_monitor.runtime.risk import (
+    WORLD_MODEL_SIGNALS,
     RiskCalibration,
     RiskConfig,
     RiskError,
@@ -371,6 +372,12 @@ def calibrate_bundle(
         cal = RiskCalibration.fit_reference(risk, decisions_a)
         cal.info["excluded_signals"] = excluded
     cal.info["threshold_episode_max_risk"] = [float(v) for v in episode_max_risks(cal, scored_b)]
+    # scale references of the world model's own signals, fused or not: `evaluate` reports how
+    # much of the detection they carry without the input-side heuristics (its world_model row)
+    cal.info["world_model_reference"] = {
+        name: sorted(float(d[name]) for d in decisions_a if name in d)
+        for name in WORLD_MODEL_SIGNALS
+    }
     retarget(cal, stop_alpha=stop_alpha, slow_alpha=slow_alpha)
     n_dec = sum(len(ep.scores) for ep in scored_a + scored_b)
     cal.info.update(

@@ -52,7 +52,7 @@ from world_monitor.runtime.baselines import (
     sample_spread,
 )
 from world_monitor.runtime.monitor import runtime_inputs
-from world_monitor.runtime.risk import format_risk
+from world_monitor.runtime.risk import format_risk, world_model_calibration
 from world_monitor.runtime.severity import (
     format_severity_markdown,
     plot_severity,
@@ -96,6 +96,7 @@ LOG = logging.getLogger(__name__)
 ID_FAMILY = "in_distribution"
 SIGNAL_DETECTORS = (
     "c3_risk",
+    "world_model",
     "c3_mean",
     "c3_fraction",
     "c3_min_step",
@@ -104,12 +105,15 @@ SIGNAL_DETECTORS = (
     "recon_z",
     "colour",
     "motion",
+    "selfcheck",
 )
 #: Baselines selectable with ``--baselines`` (``recon`` is always computed: it is a monitor signal).
 BASELINES = ("spread", "ensemble", "recon", "oracle")
 DETECTORS = (*SIGNAL_DETECTORS, "sample_spread", "ensemble", "oracle")
 DETECTOR_LABELS = {
     "c3_risk": "C³ risk (calibrated, fused)",
+    "world_model": "the world model's own signals fused (C³ summaries, motion, selfcheck; no "
+    "colour/recon)",
     "c3_mean": "c3_mean alone",
     "c3_fraction": "c3_fraction alone",
     "c3_min_step": "c3_min_step alone",
@@ -118,6 +122,8 @@ DETECTOR_LABELS = {
     "recon_z": "VAE reconstruction error, worst cell in in-distribution std (recon_z)",
     "colour": "novelty of the frame's rarest colours against the in-distribution palette (colour)",
     "motion": "observed vs predicted motion since the last rollout (motion)",
+    "selfcheck": "C³ confidence of earlier rollouts scored against the frames that arrived "
+    "(selfcheck)",
     "sample_spread": "diffusion sample spread over seeds",
     "ensemble": "latent-ensemble disagreement (decoded)",
     "oracle": "oracle: true prediction error (after the fact)",
@@ -497,6 +503,15 @@ def select_test_records(ds: Any, limit: int | None) -> list[tuple[str, Any]]:
     return out
 
 
+def _signal_detectors(monitor: Any) -> list[str]:
+    """The per-signal detectors this bundle's calibration supports (``world_model`` needs the
+    references that ``calibrate`` stores since issue 16)."""
+    detectors = list(SIGNAL_DETECTORS)
+    if world_model_calibration(monitor.calibration.info, monitor.risk_config.epsilon) is None:
+        detectors.remove("world_model")
+    return detectors
+
+
 def _score_episode(
     monitor: Any,
     ds: Any,
@@ -521,6 +536,7 @@ def _score_episode(
         fps=float(ep.meta.fps),
     )
     cal = monitor.calibration
+    wm_cal = world_model_calibration(cal.info, monitor.risk_config.epsilon)
     action_range = getattr(monitor, "action_range", None)
     monitor.reset()  # a fresh decision history per episode, as in calibration
     for p in decision_points(ep, monitor.context_length, monitor.horizon, stride):
@@ -540,6 +556,7 @@ def _score_episode(
         raw = monitor.raw(frames, chunk, context_actions, stamp=p.t / out.fps)
         scores = {k: float(v) for k, v in raw.scores.items()}
         scores["c3_risk"] = float(cal.risk(raw.scores))
+        scores["world_model"] = float(wm_cal.risk(raw.scores)) if wm_cal else math.nan
         scores["sample_spread"] = (
             sample_spread(
                 monitor.rollout,
@@ -626,7 +643,7 @@ def evaluate_bundle(
         )
     use_oracle = "oracle" in opts.baselines
     deterministic = getattr(monitor.rollout, "mode", "") == "deterministic"
-    detectors = list(SIGNAL_DETECTORS)
+    detectors = _signal_detectors(monitor)
     detectors += ["sample_spread"] if use_spread and not deterministic else []
     detectors += ["ensemble"] if ensemble else []
     detectors += ["oracle"] if use_oracle else []
@@ -752,7 +769,7 @@ def run_severity_sweep(
             [*ind, *scored],
             slow=monitor.slow_threshold,
             stop=monitor.stop_threshold,
-            detectors=list(SIGNAL_DETECTORS),
+            detectors=_signal_detectors(monitor),
             fpr=opts.fpr,
         )
         for fam, fm in cell["families"].items():

@@ -201,6 +201,7 @@ class Monitor:
             float(info.get("frame_period_s", DEFAULT_FRAME_PERIOD_S)),
             self.horizon,
             lag=min(int(info.get("decision_stride", DEFAULT_DECISION_STRIDE)), self.horizon),
+            epsilon=risk_config.epsilon,
         )
         #: per-cell in-distribution reconstruction-error (mean, std) for ``recon_z``, and the
         #: probe's post-hoc recalibration: both from calibration.json; ``calibrate`` replaces them
@@ -225,7 +226,9 @@ class Monitor:
     def configure_motion(self, frame_period_s: float, lag: int) -> None:
         """Use another camera period / decision stride for the ``motion`` signal (calibration
         sets the ones it measures at; they are then stored in calibration.json)."""
-        self.motion = MotionHistory(float(frame_period_s), self.horizon, lag=int(lag))
+        self.motion = MotionHistory(
+            float(frame_period_s), self.horizon, lag=int(lag), epsilon=self.risk_config.epsilon
+        )
 
     def reset(self) -> None:
         """Forget the decision history (``motion``): call at the start of every episode."""
@@ -405,9 +408,12 @@ class Monitor:
         if self.colour_model is not None:
             scores["colour"], colour_cells = self.colour_model.measure(frames[-1])
         if stamp is not None:
-            motion = self.motion.observe(stamp, ctx, result.latents)
+            motion = self.motion.observe(stamp, ctx, result.latents, confidence)
             if motion is not None:
                 scores["motion"] = motion
+            check = self.motion.selfcheck()
+            if check is not None:
+                scores["selfcheck"] = check
         t3 = time.perf_counter()
         return RawDecision(
             latents=result.latents,

@@ -26,8 +26,10 @@ Why this shape:
 * **History**: ``motion`` compares how far the scene moved since an earlier decision with how far
   that decision's rollout predicted it would move (:mod:`world_monitor.runtime.motion`): the only
   signal that sees a dynamics shift (measured episode AUROC on dynamics 0.94 alone, 0.34 for the
-  fused risk without it). It is undefined at an episode's first decisions and while the gate has
-  been modifying the commands; an undefined signal ranks 0 (no evidence).
+  fused risk without it). ``selfcheck`` scores the same earlier rollout's C³ confidence against
+  the frames that arrived (log-loss excess of the realised accuracy labels, worst latent cells):
+  the model checking its own confidence. Both are undefined at an episode's first decisions and
+  while the gate has been modifying the commands; an undefined signal ranks 0 (no evidence).
 * **Calibration to a common scale.** Each raw signal is mapped through the empirical CDF of the
   same signal on held-out in-distribution decisions (``reference``):
   ``p_s = #{reference ≤ s} / (n + 1)`` (ties within a relative 1e-5 count as equal), with an
@@ -54,6 +56,7 @@ __all__ = [
     "HISTORY_SIGNALS",
     "INPUT_SIGNALS",
     "SIGNALS",
+    "WORLD_MODEL_SIGNALS",
     "RiskCalibration",
     "RiskConfig",
     "RiskError",
@@ -80,8 +83,12 @@ def format_risk(value: float) -> str:
 
 C3_SIGNALS = ("c3_mean", "c3_fraction", "c3_min_step")
 INPUT_SIGNALS = ("recon", "recon_patch", "recon_z", "colour")
-HISTORY_SIGNALS = ("motion",)
+HISTORY_SIGNALS = ("motion", "selfcheck")
 SIGNALS = (*C3_SIGNALS, *INPUT_SIGNALS, *HISTORY_SIGNALS)
+#: The signals computed from the world model and its own predictions only (no input-side
+#: colour/reconstruction heuristics): ``evaluate``'s ``world_model`` detector fuses these, to
+#: show how much of the detection the model's own uncertainty carries (issue 16).
+WORLD_MODEL_SIGNALS = (*C3_SIGNALS, *HISTORY_SIGNALS)
 #: Floor on a cell's in-distribution standard deviation in ``recon_z`` (cells the VAE always
 #: reconstructs perfectly would otherwise turn a 1e-6 error into a huge z-score).
 RECON_Z_MIN_STD = 1e-4
@@ -99,6 +106,8 @@ CALIBRATION_VERSION = 1
 #: identical reconstruction errors), so without a tolerance a 1e-8 difference could move the rank
 #: across a whole cluster of ties and change a decision between backends.
 RANK_RTOL = 1e-5
+#: Fewest in-distribution scores a signal's reference may hold (fewer cannot rank a decision).
+MIN_REFERENCE = 10
 
 
 class RiskError(ValueError):
@@ -153,6 +162,28 @@ def confidence_summaries(confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """
     q = np.asarray(confidence, dtype=np.float64)
     return q.mean(axis=1).min(axis=0), q.reshape(q.shape[0], -1).mean(axis=1)
+
+
+def world_model_calibration(info: Mapping[str, Any], epsilon: float) -> RiskCalibration | None:
+    """The ``world_model`` detector's fusion (max of in-distribution ranks over
+    :data:`WORLD_MODEL_SIGNALS`) from the references ``calibrate`` stores in
+    ``world_model_reference``; ``None`` for a calibration made before that existed. Constant
+    references, and signals defined on fewer than :data:`MIN_REFERENCE` calibration decisions,
+    are left out."""
+    stored = info.get("world_model_reference")
+    if not isinstance(stored, Mapping):
+        return None
+    reference = {
+        k: np.asarray(v, dtype=np.float64)
+        for k, v in stored.items()
+        if k in WORLD_MODEL_SIGNALS and len(v) >= MIN_REFERENCE
+    }
+    for name in constant_signals(reference):
+        reference.pop(name)
+    if not reference:
+        return None
+    config = RiskConfig(epsilon=epsilon, signals=tuple(reference))
+    return RiskCalibration(config, reference)
 
 
 def constant_signals(reference: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -270,9 +301,10 @@ class RiskCalibration:
     def __post_init__(self) -> None:
         for name in self.config.signals:
             ref = self.reference.get(name)
-            if ref is None or len(ref) < 10:
+            if ref is None or len(ref) < MIN_REFERENCE:
                 raise RiskError(
-                    f"calibration.reference[{name!r}]: need >= 10 in-distribution scores, "
+                    f"calibration.reference[{name!r}]: need >= {MIN_REFERENCE} in-distribution "
+                    "scores, "
                     f"got {0 if ref is None else len(ref)}"
                 )
             arr = np.sort(np.asarray(ref, dtype=np.float64))

@@ -358,7 +358,7 @@ class SplitEvaluator:
             "n_windows": self.n_windows,
             "reference_eps": self.eps_grid[self._ref],
         }
-        for k in ("ece", "mce", "brier", "brier_skill", "auroc", "base_rate"):
+        for k in ("ece", "mce", "mce_massive", "brier", "brier_skill", "auroc", "base_rate"):
             out[k] = mean[k]  # type: ignore[index]
         out["per_eps"] = cal["per_eps"]
         if self.acc_raw is not None:
@@ -738,6 +738,7 @@ def print_table(report: dict[str, Any]) -> None:
         ("n", "n_windows"),
         ("ECE", "ece"),
         ("MCE", "mce"),
+        ("MCE*", "mce_massive"),
         ("Brier", "brier"),
         ("BSS", "brier_skill"),
         ("AUROC", "auroc"),
@@ -768,3 +769,9 @@ def print_table(report: dict[str, Any]) -> None:
     if not console.is_terminal:  # piped / logged: do not squeeze the table to 80 columns
         console = Console(width=200)
     console.print(table)
+    from world_monitor.uq.calibration import MCE_MIN_MASS
+
+    console.print(
+        f"MCE* = MCE over the reliability bins holding >= {MCE_MIN_MASS:.1%} of the elements "
+        "(MCE itself can come from a nearly empty bin; per-eps bin counts in evaluation.json)"
+    )
