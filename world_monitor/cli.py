@@ -681,7 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
         "preview",
         help="render one episode per scenario with its shift mask overlaid (PNG)",
         description="Simulate one short episode per scenario (in-distribution and every shift "
-        "family at its default severity) and save a grid image with shift masks in red.",
+        "family at its default severity) and save a grid image with shift masks in cyan.",
     )
     p.add_argument("--out", default="preview.png", help="output PNG (default: preview.png)")
     p.add_argument("--onset", type=int, default=None, help="mid-episode shift onset frame")

@@ -107,9 +107,13 @@ def test_provider_order_and_options() -> None:
 
 # ---------------------------------------------------------------------------- fallback
 def test_default_preference_loads_onnxruntime_and_says_why_not_tensorrt(
-    modules: WorldModelModules, engines: Path, no_tensorrt: None
+    modules: WorldModelModules, engines: Path, no_tensorrt: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backend, report = create_backend(modules=modules, engines_dir=engines)
+    with caplog.at_level("INFO", logger="world_monitor.runtime.backends"):
+        backend, report = create_backend(modules=modules, engines_dir=engines)
+    # no tensorrt on a CPU machine is the normal fallback: said, but not as a warning
+    skipped = [r for r in caplog.records if r.getMessage().startswith("backend tensorrt skip")]
+    assert [r.levelname for r in skipped] == ["INFO"]
     assert backend.name == "onnxruntime" and report.loaded == "onnxruntime"
     first = report.attempts[0]
     assert first.name == "tensorrt" and not first.loaded

@@ -178,9 +178,12 @@ def test_motion_signal_needs_history_and_forgets_it(
     plain = run()
     # calibrated every 2 frames: values from the 2nd decision on, defined from 3 values
     assert ["motion" in s for s in plain] == [False, False, False, True, True]
+    # selfcheck compares the same earlier rollouts' confidence with the frames that arrived
+    assert ["selfcheck" in s for s in plain] == [False, False, False, True, True]
     assert plain == run()  # reset makes it repeatable
     cut = run(interrupt_after=1)  # the 2nd rollout is no reference for the 3rd decision
     assert "motion" not in cut[3] and cut[4]["motion"] != plain[4]["motion"]
+    assert "selfcheck" not in cut[3] and cut[4]["selfcheck"] != plain[4]["selfcheck"]
 
 
 def test_assessment_contract(world: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -232,6 +235,31 @@ def test_epsilon_must_match_calibration(world: tuple[Path, Path, Path], tmp_path
     _, bundle, _ = world
     with pytest.raises(MonitorError, match="calibrated epsilon"):
         load_monitor(bundle, "torch", epsilon=0.3, engines_dir=tmp_path)
+
+
+def test_recalibrating_at_another_epsilon_refits_from_scratch(
+    world: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """`calibrate --epsilon` on a calibrated bundle is how ε is changed: it must not be refused
+    by the previous calibration's ε (it was), and must not inherit its statistics."""
+    data, bundle, _ = world
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    before = json.loads((copy / "calibration.json").read_text())
+    calibrate_bundle(
+        copy,
+        data,
+        risk=RiskConfig(epsilon=0.3),
+        stride=2,
+        progress=False,
+        engines_dir=tmp_path / "engines",
+        stop_alpha=0.08,
+    )
+    after = json.loads((copy / "calibration.json").read_text())
+    assert before["risk"]["epsilon"] != 0.3 and after["risk"]["epsilon"] == 0.3
+    wm_before, wm_after = before["world_model_reference"], after["world_model_reference"]
+    assert wm_after["c3_mean"] != wm_before["c3_mean"]  # read at the new epsilon
+    assert load_monitor(copy, "torch", epsilon=0.3, engines_dir=tmp_path).risk_config.epsilon == 0.3
 
 
 def test_retarget_moves_the_stop_threshold(world: tuple[Path, Path, Path]) -> None:
@@ -341,6 +369,15 @@ def test_input_led_alerts_take_their_box_from_the_reconstruction_error(
     colour_led = {"c3_fraction": 0.4, "recon_patch": 0.9, "colour": 0.99999}
     box_col, _ = monitor.localise(np.clip(conf, 0, 1), cells, colour_led, colour_cells=novel)
     assert box_col == pytest.approx((0.0, 0.0, 3 * 4 / img_w, 2 * 4 / img_h))
+    # selfcheck leads: the box surrounds the latent cells where confident predictions failed
+    failed = np.full((lh, lw), -0.1)
+    failed[lh - 1, lw - 1] = 3.0  # bottom-right latent cell
+    monitor.motion.selfcheck_cells = failed
+    check_led = {"c3_fraction": 0.4, "recon_patch": 0.9, "selfcheck": 0.99999}
+    box_sc, _ = monitor.localise(np.clip(conf, 0, 1), cells, check_led)
+    s = img_w // lw
+    assert box_sc == pytest.approx((1 - s / img_w, 1 - s / img_h, 1.0, 1.0))
+    monitor.reset()
 
 
 def test_fused_colour_needs_the_stored_palette(

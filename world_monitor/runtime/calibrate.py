@@ -324,7 +324,7 @@ def calibrate_bundle(
     for level, alpha in (("STOP", stop_alpha), ("SLOW", slow_alpha)):
         certify(len(half_b), alpha, level)
     monitor = Monitor.from_bundle(
-        bundle, backend, engines_dir=engines_dir, epsilon=risk.epsilon, allow_uncalibrated=True
+        bundle, backend, engines_dir=engines_dir, epsilon=risk.epsilon, ignore_calibration=True
     )
     monitor.risk_config = risk
     monitor.rollout.epsilon = risk.epsilon

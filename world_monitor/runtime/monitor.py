@@ -251,6 +251,7 @@ class Monitor:
         epsilon: float | None = None,
         num_inference_steps: int | None = None,
         allow_uncalibrated: bool = False,
+        ignore_calibration: bool = False,
         export_missing: bool = True,
         seed: int = 0,
         **backend_opts: Any,
@@ -260,6 +261,8 @@ class Monitor:
         Fails fast (``MonitorError``/``BundleError``/``BackendError``) on a bad bundle, a missing
         or inconsistent calibration (unless ``allow_uncalibrated``, used by calibration itself),
         or an ε different from the one the thresholds were calibrated at.
+        ``ignore_calibration`` loads the bundle as if it had none (``calibrate`` refits every
+        part of it and must not inherit the previous ε, statistics or recalibration).
         """
         from world_monitor.models.bundle import bundle_hash, load_bundle
         from world_monitor.models.world_model import WorldModel
@@ -277,12 +280,12 @@ class Monitor:
             )
         action_range = ActionRange.from_manifest(bundle.action_range)
         calibration = None
-        if bundle.calibration:
+        if bundle.calibration and not ignore_calibration:
             try:
                 calibration = RiskCalibration.from_dict(bundle.calibration)
             except RiskError as exc:
                 raise MonitorError(f"{path}: {exc}") from exc
-        elif not allow_uncalibrated:
+        elif not (allow_uncalibrated or ignore_calibration):
             raise MonitorError(
                 f"{path} has no calibration: run `world-monitor calibrate {path}` first "
                 "(thresholds are what make the gate's false-stop rate known)"
@@ -323,7 +326,7 @@ class Monitor:
             raise MonitorBackendError(
                 f"no inference backend of {list(order)} could be loaded ({reasons})", exc.attempts
             ) from exc
-        LOG.info("%s", report.summary())
+        # create_backend has logged report.summary() already (one backend line per load)
         mode = "deterministic" if world.config.variant == "deterministic" else "joint"
         steps = num_inference_steps or world.config.rollout.num_inference_steps
         rollout = EngineRollout(
@@ -511,8 +514,9 @@ class Monitor:
         (``recon``/``recon_patch``/``recon_z``) has the highest rank in ``signal_risk`` and the
         per-cell reconstruction error is given, the box surrounds the largest region of cells
         with at least half the peak error — in in-distribution standard deviations when
-        ``recon_z`` leads, in colour novelty when ``colour`` leads (``colour_cells``) — (where
-        the camera shows something the VAE has not seen, or a colour it never showed);
+        ``recon_z`` leads, in colour novelty when ``colour`` leads (``colour_cells``), in
+        log-loss excess when ``selfcheck`` leads (where earlier confident predictions failed) —
+        (where the camera shows something the VAE has not seen, or a colour it never showed);
         otherwise the largest region whose C³ confidence dropped most below its
         in-distribution reference. The onset is always the first predicted step whose
         confidence drop reaches half the peak.
@@ -532,7 +536,11 @@ class Monitor:
             err = np.clip(recon_zmap(err, *self.recon_stats), 0.0, None)
         if leader == "colour" and colour_cells is not None:
             err = np.asarray(colour_cells, dtype=np.float64)
-        if leader in INPUT_SIGNALS and err is not None and float(np.max(err)) > 0:
+        checked = self.motion.selfcheck_cells
+        if leader == "selfcheck" and checked is not None:
+            err = np.clip(np.asarray(checked, dtype=np.float64), 0.0, None)
+        cell_led = leader in INPUT_SIGNALS or leader == "selfcheck"
+        if cell_led and err is not None and float(np.max(err)) > 0:
             stride = self.image_size[1] // err.shape[1]
             box = box_from_confidence(
                 -err, -0.5 * float(err.max()) + 1e-12, stride=stride, image_size=self.image_size

@@ -171,9 +171,13 @@ def create_backend(
                 backend.warmup()
         except BackendUnavailable as exc:
             reason = str(exc)
+            # an engine this machine does not have (no tensorrt on a CPU box) is the normal
+            # fallback, not a problem: said at INFO, the loaded backend's line follows
+            level = logging.INFO if "not installed" in reason else logging.WARNING
         except Exception as exc:  # an unexpected failure is still a reason to fall back, named
             logger.exception("backend %s failed to load", name)
             reason = f"{type(exc).__name__}: {exc}"
+            level = logging.WARNING
         else:
             desc = backend.describe()
             detail = f"{desc.get('device')}, {desc.get('precision')}"
@@ -185,7 +189,7 @@ def create_backend(
         if backend is not None:
             backend.close()
         report.attempts.append(BackendAttempt(name, False, reason, time.perf_counter() - t0))
-        logger.warning("backend %s skipped: %s", name, reason)
+        logger.log(level, "backend %s skipped: %s", name, reason)
     raise BackendError("no inference backend could be loaded", report.attempts)
 
 
