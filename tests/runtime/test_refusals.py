@@ -164,6 +164,8 @@ def test_evaluation_scores_out_of_range_chunks_as_the_gate_does() -> None:
     from world_monitor.runtime.evaluate import ID_FAMILY, _score_episode, compute_metrics
 
     class Cal:
+        info: dict = {}  # noqa: RUF012 -- no world_model references: that detector is left out
+
         def risk(self, scores):
             return 0.2
 
@@ -171,6 +173,7 @@ def test_evaluation_scores_out_of_range_chunks_as_the_gate_does() -> None:
         context_length, horizon, slow_threshold, stop_threshold, seed = 2, 4, 0.5, 0.7, 0
         rollout = backend = None
         calibration = Cal()
+        risk_config = RiskConfig()
         action_range = RangedMonitor().action_range
 
         def __init__(self) -> None:
