@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["cpu_model", "load_avg"]
+__all__ = ["cpu_model", "load_avg", "load_warning"]
 
 
 def cpu_model() -> str:
@@ -23,3 +23,16 @@ def cpu_model() -> str:
 def load_avg() -> str:
     """1/5/15-minute load average: a number from a shared box needs its load next to it."""
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def load_warning() -> str | None:
+    """A warning line when the 1-minute load average exceeds the core count: the numbers of a
+    run on an overloaded machine are not comparable with a quiet one."""
+    cores = os.cpu_count() or 1
+    one = os.getloadavg()[0]
+    if one > cores:
+        return (
+            f"# WARNING: load average {one:.2f} > {cores} cores: other work is competing for the "
+            "CPU, these numbers are unreliable (rerun on a quiet machine)"
+        )
+    return None

@@ -43,7 +43,8 @@ import numpy as np
 from world_monitor.defaults import default_bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
-from hostinfo import cpu_model, load_avg  # noqa: E402
+from bench_data import resolve_data  # noqa: E402
+from hostinfo import cpu_model, load_avg, load_warning  # noqa: E402
 
 TARGET_P50_MS = 100.0
 REFERENCE_STEPS = 10
@@ -400,6 +401,8 @@ def print_report(res: dict[str, Any], command: str, threads: int) -> None:
     print(f"# command: {command}")
     print(f"# host: {cpu_model()}, {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"# load average (1/5/15 min): start {res['load_start']} | end {res['load_end']}")
+    if (warning := load_warning()) is not None:
+        print(warning)
     print(f"# torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, threads {threads}")
     print(
         f"# bundle: {info['path']} ({info['variant']}, {info['params_total'] / 1e6:.2f} M params: "
@@ -493,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/latency.py " + " ".join(shlex.quote(a) for a in argv_)
     res = measure(
         args.bundle,
-        args.data,
+        resolve_data(args.data, bundle=args.bundle),
         args.repeats,
         args.warmup,
         args.threads,

@@ -40,7 +40,8 @@ from typing import Any
 from world_monitor.defaults import default_bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling helper module
-from hostinfo import cpu_model, load_avg  # noqa: E402
+from bench_data import resolve_data  # noqa: E402
+from hostinfo import cpu_model, load_avg, load_warning  # noqa: E402
 
 TARGET_X_REALTIME = 20.0
 CAMERA_HZ = 10.0
@@ -168,6 +169,8 @@ def print_report(res: dict[str, Any], command: str, threads: int) -> None:
     print(f"# command: {command}")
     print(f"# host: {cpu_model()}, {os.cpu_count()} cores, python {platform.python_version()}")
     print(f"# load average (1/5/15 min): start {res['load_start']} | end {res['load_end']}")
+    if (warning := load_warning()) is not None:
+        print(warning)
     print(f"# torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, threads {threads}")
     print(f"# bundle: {res['bundle']} ({res['bundle_info']})")
     print(
@@ -289,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     argv_ = sys.argv[1:] if argv is None else argv
     command = "python benchmarks/replay.py " + " ".join(shlex.quote(a) for a in argv_)
     res = measure(
-        args.bundle, args.data, args.episodes, args.backend, args.threads, args.engines_dir
+        args.bundle,
+        resolve_data(args.data, bundle=args.bundle),
+        args.episodes,
+        args.backend,
+        args.threads,
+        args.engines_dir,
     )
     res["bundle"] = str(args.bundle)
     mc = model.config

@@ -188,3 +188,27 @@ def test_colour_palette_benchmark(
         assert all(_finite(v) >= 0 for v in row[1].split(" / "))
         auroc, share = (_finite(v) for v in row[3].split(" / "))  # the lighting column
         assert 0 <= auroc <= 1 and 0 <= share <= 1
+
+
+def test_replay_benchmark_without_a_dataset_generates_its_own(
+    world: tuple[Path, Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A fresh clone has no datasets/default: the benchmark makes the few seeded test episodes
+    it needs at the bundle's image size (it crashed with a traceback, issue 17), and a --data
+    the user named that does not exist is one line, exit 2."""
+    _, bundle, engines = world
+    monkeypatch.chdir(tmp_path)
+    replay = load_benchmark("replay")
+    argv = ["--bundle", str(bundle), "--episodes", "1", "--engines-dir", str(engines)]
+    assert replay.main([*argv, "--backend", "onnxruntime"]) == 0
+    out = capsys.readouterr().out
+    assert "# data: datasets/default missing; generated" in out
+    assert (tmp_path / "runs" / "bench_data" / "test6_shift1_seed0_16px" / "index.json").is_file()
+    assert len(table_rows(out, "| episode |")) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        replay.main([*argv, "--data", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    assert "not a dataset" in capsys.readouterr().err
