@@ -7,6 +7,7 @@ message packages are ROS exec_depends (package.xml), never pip requirements.
 
 from __future__ import annotations
 
+import re
 from glob import glob
 from pathlib import Path
 
@@ -16,6 +17,10 @@ PACKAGE = "world_monitor"
 # resolve(): `colcon build --symlink-install` runs a *symlink* to this file from build/world_monitor,
 # where README.md is not mirrored; the real directory is the source package.
 HERE = Path(__file__).resolve().parent
+# one version, kept in world_monitor/__init__.py (package.xml must match: tests/test_packaging.py)
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / PACKAGE / "__init__.py").read_text(), re.M
+).group(1)
 
 
 def _tree(src: str) -> list[tuple[str, list[str]]]:
@@ -72,7 +77,7 @@ EXTRAS = {
 
 setup(
     name=PACKAGE,
-    version="0.1.0",
+    version=VERSION,
     description="Runtime safety monitor for robot policies: action-conditioned latent world model "
     "with C3 calibrated uncertainty, a fail-closed gate, ROS 2 node and rosbag2 replay.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),

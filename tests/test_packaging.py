@@ -62,7 +62,9 @@ def test_wheel_installs_share_tree(tmp_path: Path) -> None:
     )
     wheel = next(tmp_path.glob("world_monitor-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    data = "world_monitor-0.1.0.data/data/"
+    from world_monitor import __version__
+
+    data = f"world_monitor-{__version__}.data/data/"
     assert f"{data}share/ament_index/resource_index/packages/world_monitor" in names
     assert f"{data}share/world_monitor/package.xml" in names
     assert f"{data}share/world_monitor/config/config.yaml" in names
@@ -110,3 +112,16 @@ def test_a_launch_testing_plugin_does_not_break_collection(tmp_path: Path) -> No
     assert bare.returncode != 0 and "PluginValidationError" in bare.stdout + bare.stderr
     ours = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True)
     assert ours.returncode == 0, ours.stdout + ours.stderr
+
+
+def test_one_version_everywhere() -> None:
+    """`--version`, the wheel, package.xml and README's status line say the same release (they
+    said 0.1.0 / 0.1.0 / 0.1.0 / v0.6)."""
+    import re
+
+    from world_monitor import __version__
+
+    xml = (ROOT / "package.xml").read_text()
+    assert re.search(r"<version>([^<]+)</version>", xml).group(1) == __version__
+    major_minor = ".".join(__version__.split(".")[:2])
+    assert f"**Status (v{major_minor}).**" in (ROOT / "README.md").read_text()
