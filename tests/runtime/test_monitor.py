@@ -433,3 +433,25 @@ def test_a_signal_constant_on_calibration_data_is_left_out_and_said(
     assert "c3_fraction" not in cal["risk"]["signals"]
     assert "c3_fraction" in cal["excluded_signals"]
     assert min(cal["threshold_episode_max_risk"]) < 0.99
+
+
+def test_calibration_drift_compares_selfcheck_with_its_calibration_values(
+    world: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    _, bundle, _ = world
+    monitor = load_monitor(bundle, "torch", engines_dir=tmp_path)
+    ref = monitor.calibration.info["world_model_reference"]["selfcheck"]
+    assert len(ref) >= 10
+    assert monitor.calibration_drift() is None  # no selfcheck value yet
+    for _ in range(monitor.motion.min_values):
+        monitor.motion._checks.append(float(np.median(ref)))
+    assert monitor.calibration_drift() == {
+        "selfcheck": pytest.approx(float(np.median(ref))),
+        "bound": max(ref),
+        "drift": False,
+    }
+    for _ in range(monitor.motion._checks.maxlen):
+        monitor.motion._checks.append(max(ref) + 1.0)
+    assert monitor.calibration_drift()["drift"] is True
+    monitor.reset()
+    assert monitor.calibration_drift() is None

@@ -155,6 +155,39 @@ def test_latency_stats_and_json_summary():
     assert s.diagnostics()[0] == DIAG_OK
 
 
+class _DriftingMonitor(fakes.FakeMonitor):
+    """A monitor whose self-check says its confidence went wrong after the 3rd assessment."""
+
+    def calibration_drift(self):
+        n = len(self.calls)
+        if n < 2:
+            return None  # selfcheck not defined yet
+        value = 0.5 if n < 4 else 3.0
+        return {"selfcheck": value, "bound": 1.2, "drift": value > 1.2}
+
+
+def test_calibration_drift_warns_on_diagnostics_and_is_counted():
+    s = MonitorSession(
+        _DriftingMonitor(), GateConfig(slow_threshold=0.5, stop_threshold=0.7, reopen_after=2)
+    )
+    _feed(s, 0.0)
+    _feed(s, 0.1)
+    level, _, values = s.diagnostics()
+    assert dict(values)["calibration_drift"] == "unknown"
+    for i in range(2, 4):
+        _feed(s, 0.1 * i)
+    level, message, values = s.diagnostics()
+    assert level == DIAG_OK and dict(values)["calibration_drift"] == "false"
+    for i in range(4, 7):
+        _feed(s, 0.1 * i)
+    level, message, values = s.diagnostics()
+    kv = dict(values)
+    assert s.status().decision is Decision.PROCEED  # a diagnostic, not a gate cause
+    assert level == DIAG_WARN and "[calibration_drift]" in message
+    assert kv["calibration_drift"] == "true" and kv["calibration.selfcheck"] == "3.0000"
+    assert s.summary()["counts"]["calibration_drift_decisions"] == 3
+
+
 def test_shadow_mode_reports_but_never_locks():
     mon = fakes.FakeMonitor()
     gate = GateConfig(slow_threshold=0.5, stop_threshold=0.7, shadow=True)

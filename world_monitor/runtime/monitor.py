@@ -559,6 +559,24 @@ class Monitor:
             onset = int(np.flatnonzero(step_drop >= 0.5 * step_drop.max())[0])
         return (tuple(float(v) for v in box) if box is not None else None), onset
 
+    def calibration_drift(self) -> dict[str, Any] | None:
+        """Is the model's confidence still as good as at calibration? ``None`` until the
+        ``selfcheck`` signal is defined (or for a calibration without its reference).
+
+        ``selfcheck`` scores the recent rollouts' C³ confidence against the frames that arrived
+        (``world_monitor/runtime/motion.py``); ``calibrate`` stores its in-distribution values
+        (``world_model_reference``). ``drift`` is true when the current value exceeds every one
+        of them: the probe is now wrong more confidently than it ever was on calibration data, so
+        its calibration bound no longer describes this camera and scene. A diagnostic, not a
+        gate cause: the risk already acts on the evidence it fuses."""
+        info = self.calibration.info if self.calibration else {}
+        ref = (info.get("world_model_reference") or {}).get("selfcheck") or []
+        value = self.motion.selfcheck()
+        if value is None or len(ref) < 10:
+            return None
+        bound = float(max(ref))
+        return {"selfcheck": float(value), "bound": bound, "drift": bool(value > bound)}
+
     def describe(self) -> dict[str, Any]:
         """What loaded and how it is configured (diagnostics, summaries)."""
         return {

@@ -250,6 +250,7 @@ def diagnostic_status(
     backend: str = "",
     latency: Mapping[str, Mapping[str, Any]] | None = None,
     accounting: Mapping[str, Mapping[str, Any]] | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> tuple[int, str, list[tuple[str, str]]]:
     """``(level, message, key_values)`` for ``/diagnostics``, shared by node and replay.
 
@@ -257,7 +258,10 @@ def diagnostic_status(
     exception, bad input, internal error, clock jump), STALE while inputs are missing or late,
     WARN while the gate holds the policy because of risk (the monitor works; an operator should
     look) or while shadow/disabled (commands are not being gated), OK otherwise. The most severe
-    active cause wins (ERROR > STALE > WARN > OK).
+    active cause wins (ERROR > STALE > WARN > OK). ``calibration``
+    (:meth:`~world_monitor.runtime.monitor.Monitor.calibration_drift`) adds
+    ``calibration_drift``: WARN while the model's recent confidence has been wrong beyond
+    anything seen at calibration (the false-stop bound may no longer hold here).
     """
     level = DIAG_OK
     rank = {DIAG_OK: 0, DIAG_WARN: 1, DIAG_STALE: 2, DIAG_ERROR: 3}
@@ -274,10 +278,15 @@ def diagnostic_status(
             level = lv
     if (status.shadow or not status.enabled) and rank[level] < rank[DIAG_WARN]:
         level = DIAG_WARN
+    drift = bool(calibration and calibration.get("drift"))
+    if drift and rank[level] < rank[DIAG_WARN]:
+        level = DIAG_WARN
     reasons = ", ".join(r.value for r in status.reasons)
     message = f"{status.decision.name} ({reasons})"
     if status.shadow:
         message += " [shadow: not enforced]"
+    if drift:
+        message += " [calibration_drift]"
     values: list[tuple[str, str]] = [
         ("decision", status.decision.name),
         ("effective_decision", status.effective_decision.name),
@@ -288,6 +297,10 @@ def diagnostic_status(
         ("enabled", str(status.enabled).lower()),
         ("backend", backend or "none"),
     ]
+    values.append(("calibration_drift", "unknown" if not calibration else str(drift).lower()))
+    if calibration:
+        values.append(("calibration.selfcheck", f"{calibration['selfcheck']:.4f}"))
+        values.append(("calibration.bound", f"{calibration['bound']:.4f}"))
     for key in sorted(status.details):
         values.append((f"detail.{key}", str(status.details[key])))
     for stage, st in sorted((latency or {}).items()):
@@ -388,6 +401,9 @@ class MonitorSession:
             "internal_errors": 0,
             "context_gaps": 0,
             "bad_clock_calls": 0,
+            # decisions at which the model's recent confidence was wrong beyond calibration
+            # (Monitor.calibration_drift): a WARN on /diagnostics, counted for replay summaries
+            "calibration_drift_decisions": 0,
         }
         bad_dims = [d for d in self.config.slow_action_dims if d >= int(monitor.action_dim)]
         if bad_dims:
@@ -575,8 +591,11 @@ class MonitorSession:
             now = max(float(now), float(clock()))
         status = self._remember(self.gate.update(assessment, now=now))
         gated = assessment.with_gate(status) if isinstance(assessment, Assessment) else None
+        drift = self._calibration_drift()
         with self._state_lock:
             self._counts["assessments"] += 1
+            if drift and drift["drift"]:
+                self._counts["calibration_drift_decisions"] += 1
             stages = dict(getattr(assessment, "latency_ms", {}) or {})
             if self.config.measure_wall_time:
                 stages["session_total"] = wall_ms
@@ -713,6 +732,10 @@ class MonitorSession:
             samples = {k: list(v) for k, v in self._latency.items()}
         return latency_stats(samples)
 
+    def _calibration_drift(self) -> dict[str, Any] | None:
+        drift = getattr(self.monitor, "calibration_drift", None)
+        return drift() if callable(drift) else None
+
     def diagnostics(self) -> tuple[int, str, list[tuple[str, str]]]:
         """``(level, message, key_values)`` for ``/diagnostics`` (see :func:`diagnostic_status`)."""
         try:
@@ -721,6 +744,7 @@ class MonitorSession:
                 backend=str(getattr(self.monitor, "backend_name", "")),
                 latency=self.latency(),
                 accounting=self.accounting.to_dict(),
+                calibration=self._calibration_drift(),
             )
         except Exception as exc:  # pragma: no cover - defensive
             return DIAG_ERROR, f"diagnostics failed: {exc}", []
