@@ -729,3 +729,17 @@ def test_wiring_buffer_monitor_gate_end_to_end():
     assert buf.accounting.problems() == []
     img = buf.accounting.counts(IMAGE)
     assert img.rejected == {"invalid_image": 1} and img.offered == 3 + 2 * N
+
+
+def test_risk_causes_print_thresholds_near_one_with_the_digits_that_tell_them_apart():
+    """The shipped STOP threshold is 0.999998: a cause printed with three decimals read
+    'risk 1.000 (threshold 1.000)' (issue 18), which says nothing."""
+    cfg = GateConfig(
+        slow_threshold=0.99915, stop_threshold=0.999998, reopen_after=N, image_timeout_s=0.5
+    )
+    gate, t = started(cfg)
+    st = step(gate, t + DT, 0.9999995)
+    assert st.decision is Decision.STOP
+    assert st.details[Reason.risk_high.value] == "risk 0.99999950 (threshold 0.9999980)"
+    st = step(gate, t + 2 * DT, 0.99)
+    assert "risk 0.9900 <= 0.9999980 for 1/3" in st.details[Reason.hysteresis_hold.value]

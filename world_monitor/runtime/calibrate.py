@@ -50,6 +50,7 @@ from world_monitor.runtime.risk import (
     RiskError,
     confidence_summaries,
     constant_signals,
+    format_risk,
     recon_zscore,
 )
 from world_monitor.uq.recalibration import ConfidenceRecalibration
@@ -428,10 +429,10 @@ def calibrate_bundle(
         update_calibration(bundle, cal.to_dict())
     seconds = time.perf_counter() - t0
     LOG.info(
-        "calibrated %s in %.1f s: slow %.4f stop %.4f",
+        "calibrated %s in %.1f s: slow %s stop %s",
         bundle,
         seconds,
-        cal.slow_threshold,
-        cal.stop_threshold,
+        format_risk(cal.slow_threshold),
+        format_risk(cal.stop_threshold),
     )
     return CalibrationResult(cal, seconds, n_dec, verify)

@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 
 from world_monitor.runtime.inputs import ACTIONS, IMAGE, STREAMS, InputError, validate_stamp
+from world_monitor.runtime.risk import format_risk
 from world_monitor.runtime.types import (
     Assessment,
     Decision,
@@ -549,12 +550,13 @@ class Gate:
                 Decision.PROCEED: Reason.ok,
             }[self._level]
             thr = cfg.stop_threshold if self._level is Decision.STOP else cfg.slow_threshold
-            self._model_detail = f"risk {risk:.3f} (threshold {thr:.3f})"
+            self._model_detail = f"risk {format_risk(risk)} (threshold {format_risk(thr)})"
         else:
             thr = cfg.stop_threshold if self._level is Decision.STOP else cfg.slow_threshold
             self._model_reason = Reason.hysteresis_hold
             self._model_detail = (
-                f"risk {risk:.3f} <= {thr:.3f} for {self._below}/{cfg.reopen_after} decisions"
+                f"risk {format_risk(risk)} <= {format_risk(thr)} for "
+                f"{self._below}/{cfg.reopen_after} decisions"
             )
         return decision_time
 
