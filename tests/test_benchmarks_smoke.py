@@ -8,6 +8,7 @@ baseline measured in the same run).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -212,3 +213,26 @@ def test_replay_benchmark_without_a_dataset_generates_its_own(
         replay.main([*argv, "--data", str(tmp_path / "nowhere")])
     assert exit_info.value.code == 2
     assert "not a dataset" in capsys.readouterr().err
+
+
+def test_camera_faults_benchmark(
+    world: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, bundle, engines = world
+    argv = ["--bundle", str(bundle), "--data", str(data), "--episodes", "4", "--areas", "0.06"]
+    argv += ["--onset", "4", "--stride", "1", "--backend", "torch", "--engines-dir", str(engines)]
+    rc = load_benchmark("camera_faults").main([*argv, "--out", str(tmp_path / "cf")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for header in ("# command:", "# host:", "in-distribution (unfaulted) episodes stopped"):
+        assert header in out, header
+    rows = table_rows(out, "| fault |")
+    assert [r[0] for r in rows] == ["smudge_6pct", "frozen"]
+    for row in rows:
+        assert row[1] == "4" and 0 <= _finite(row[2]) <= 1
+        stops, n = row[5].split("/")
+        assert int(n) == 4 and 0 <= int(stops) <= 4
+    doc = json.loads((tmp_path / "cf" / "camera_faults.json").read_text())
+    assert set(doc["faults"]) == {"smudge_6pct", "frozen"} and doc["peers"] is not None
+    # the smudge's ground truth is its mask: the localisation is scored against it
+    assert doc["faults"]["smudge_6pct"]["metrics"]["localisation"]["n_with_true_box"] >= 1

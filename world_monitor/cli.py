@@ -450,6 +450,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         EvaluateOptions,
         evaluate_bundle,
         format_table,
+        side_by_side_lines,
     )
     from world_monitor.runtime.severity import format_severity_markdown
 
@@ -506,6 +507,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     for name, status in report["baselines_status"].items():
         print(f"  {name}: {status}")
+    for line in side_by_side_lines(report):
+        print(line)
     sweep = report["severity_sweep"]
     if sweep["run"]:
         print("episode AUROC of the risk by severity (STOPs), default severity last:")
@@ -913,8 +916,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engines-dir", default="engines")
     p.add_argument(
         "--baselines",
-        default="spread,ensemble,recon,oracle",
-        help="baselines to run: spread, ensemble, recon, oracle (default: all)",
+        default="spread,ensemble,recon,oracle,fiper,fail_detect",
+        help="baselines to run: spread, ensemble, recon, oracle, fiper, fail_detect (the two "
+        "peer failure detectors, fitted on the dataset's train/calib splits; default: all)",
     )
     p.add_argument(
         "--ensemble",

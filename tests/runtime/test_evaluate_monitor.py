@@ -23,6 +23,7 @@ from world_monitor.runtime.evaluate import (
     localisation,
     stop_before_failure,
 )
+from world_monitor.runtime.peers import PEER_DETECTORS
 from world_monitor.runtime.risk import SIGNALS, WORLD_MODEL_SIGNALS, world_model_calibration
 from world_monitor.runtime.severity import (
     SIMULATE_CONFIG,
@@ -202,6 +203,7 @@ def test_evaluate_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> 
         *SIGNALS,
         "sample_spread",
         "oracle",
+        *PEER_DETECTORS,
     }
     # world_model fuses only the model's own signals, on the references calibrate stored
     stored = json.loads((bundle / "calibration.json").read_text())["world_model_reference"]
@@ -231,6 +233,16 @@ def test_evaluate_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> 
     assert all(s is not None and s >= 0 for s in spread)
     md = (tmp_path / "evaluation.md").read_text()
     assert "| lighting |" in md and "C³ risk AUROC ep/dec" in md
+    # the peers: fitted on this dataset's train/calib splits, scored on the same decisions,
+    # each compared as a gate with the monitor
+    assert doc["peers"]["train_episodes"] == 8 and doc["peers"]["alpha"] == 0.08
+    assert doc["baselines_status"]["fiper"].startswith("run:")
+    assert set(doc["side_by_side"]) == {"c3_risk", *PEER_DETECTORS}
+    for row in doc["side_by_side"].values():
+        assert row["matched"]["id_false_stop"]["k"] == 0  # matched = 0 ID false stops
+    peer_scores = [d["fail_detect"] for e in doc["episodes"] for d in e["decisions"]]
+    assert all(v is not None and math.isfinite(v) for v in peer_scores)
+    assert "## The monitor and its peers, side by side" in md and "| FAIL-Detect |" in md
 
 
 def test_evaluate_cli_with_ensemble(

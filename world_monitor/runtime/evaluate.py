@@ -52,6 +52,7 @@ from world_monitor.runtime.baselines import (
     sample_spread,
 )
 from world_monitor.runtime.monitor import runtime_inputs
+from world_monitor.runtime.peers import PEER_DETECTORS, PEER_LABELS, PeerDetectors, fit_peers
 from world_monitor.runtime.risk import format_risk, world_model_calibration
 from world_monitor.runtime.severity import (
     format_severity_markdown,
@@ -88,6 +89,8 @@ __all__ = [
     "format_table",
     "localisation",
     "select_test_records",
+    "side_by_side",
+    "side_by_side_lines",
     "stop_before_failure",
 ]
 
@@ -108,8 +111,10 @@ SIGNAL_DETECTORS = (
     "selfcheck",
 )
 #: Baselines selectable with ``--baselines`` (``recon`` is always computed: it is a monitor signal).
-BASELINES = ("spread", "ensemble", "recon", "oracle")
-DETECTORS = (*SIGNAL_DETECTORS, "sample_spread", "ensemble", "oracle")
+BASELINES = ("spread", "ensemble", "recon", "oracle", "fiper", "fail_detect")
+DETECTORS = (*SIGNAL_DETECTORS, "sample_spread", "ensemble", "oracle", *PEER_DETECTORS)
+#: which ``--baselines`` name turns each peer detector on
+PEER_BASELINE = {k: "fail_detect" if k == "fail_detect" else "fiper" for k in PEER_DETECTORS}
 DETECTOR_LABELS = {
     "c3_risk": "C³ risk (calibrated, fused)",
     "world_model": "the world model's own signals fused (C³ summaries, motion, selfcheck; no "
@@ -127,6 +132,7 @@ DETECTOR_LABELS = {
     "sample_spread": "diffusion sample spread over seeds",
     "ensemble": "latent-ensemble disagreement (decoded)",
     "oracle": "oracle: true prediction error (after the fact)",
+    **PEER_LABELS,
 }
 #: Appearance families: the shift is visible in the camera frame itself.
 APPEARANCE_FAMILIES = (
@@ -331,13 +337,15 @@ def _refusals(episodes: Sequence[EpisodeEval]) -> dict[str, int]:
     return out
 
 
-def _failure_metrics(episodes: Sequence[EpisodeEval], stop: float) -> dict[str, Any]:
+def _failure_metrics(
+    episodes: Sequence[EpisodeEval], stop: float, key: str = "c3_risk"
+) -> dict[str, Any]:
     failing = [e for e in episodes if e.failure_step is not None]
     stopped, leads = 0, []
     for ep in failing:
         ok, lead = stop_before_failure(
             [d.t for d in ep.decisions],
-            [d.scores["c3_risk"] for d in ep.decisions],
+            [d.scores.get(key, math.nan) for d in ep.decisions],
             int(ep.failure_step),  # type: ignore[arg-type]
             stop,
             ep.fps,
@@ -353,6 +361,51 @@ def _failure_metrics(episodes: Sequence[EpisodeEval], stop: float) -> dict[str, 
     }
 
 
+def _alarm_rates(episodes: Sequence[EpisodeEval], key: str, threshold: float) -> dict[str, Any]:
+    """One detector used as the gate at ``threshold``: ID false stops, per-family TPR and
+    failures stopped before they happened (first alarm of the whole episode, as
+    :func:`stop_before_failure`)."""
+    ind = [e for e in episodes if not e.shifted]
+    shifted = [e for e in episodes if e.shifted]
+    fams: dict[str, Any] = {}
+    for fam in sorted({e.family for e in shifted}):
+        scored = [e for e in shifted if e.family == fam and e.labelled()]
+        hits = sum(e.max_score(key) > threshold for e in scored)
+        fail = _failure_metrics([e for e in shifted if e.family == fam], threshold, key)
+        fams[fam] = {"tpr": _rate(int(hits), len(scored)), **fail}
+    pooled = _failure_metrics(shifted, threshold, key)
+    tprs = [f["tpr"]["rate"] for f in fams.values() if f["tpr"]["rate"] is not None]
+    return {
+        "threshold": threshold if math.isfinite(threshold) else None,
+        "id_false_stop": _rate(int(sum(e.max_score(key) > threshold for e in ind)), len(ind)),
+        "mean_tpr": float(np.mean(tprs)) if tprs else None,
+        "shifted_failures_stopped": pooled["stopped_before_failure"],
+        "median_lead_time_s": pooled["median_lead_time_s"],
+        "families": fams,
+    }
+
+
+def side_by_side(episodes: Sequence[EpisodeEval], alarms: Mapping[str, float]) -> dict[str, Any]:
+    """The monitor and each peer as the gate, on the same episodes (issue 16 §4).
+
+    Two operating points per detector: ``calibrated`` — its own conformal threshold at the same
+    α on the same calibration split (what a user would deploy); ``matched`` — just above the
+    highest score of any in-distribution test episode, i.e. every detector at 0 false stops on
+    these episodes, so failures stopped are compared at an equal false-stop rate.
+    """
+    ind = [e for e in episodes if not e.shifted]
+    out: dict[str, Any] = {}
+    for key, thr in alarms.items():
+        id_max = [e.max_score(key) for e in ind]
+        id_max = [v for v in id_max if not math.isnan(v)]
+        matched = max(id_max) if id_max else math.inf
+        out[key] = {
+            "calibrated": _alarm_rates(episodes, key, float(thr)),
+            "matched": _alarm_rates(episodes, key, float(matched)),
+        }
+    return out
+
+
 # ------------------------------------------------------------------------------ all the metrics
 def compute_metrics(
     episodes: Sequence[EpisodeEval],
@@ -361,8 +414,13 @@ def compute_metrics(
     stop: float,
     detectors: Sequence[str],
     fpr: float = 0.05,
+    alarms: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Every number of the report from scored episodes (pure: no model, so it is unit-testable)."""
+    """Every number of the report from scored episodes (pure: no model, so it is unit-testable).
+
+    ``alarms`` (detector → the score above which it stops the robot) adds the side-by-side
+    comparison of gates; the monitor's is ``c3_risk`` at STOP.
+    """
     ind = [e for e in episodes if not e.shifted]
     families = sorted({e.family for e in episodes if e.shifted})
     id_dec = {k: [d.scores.get(k, math.nan) for e in ind for d in e.decisions] for k in detectors}
@@ -410,6 +468,8 @@ def compute_metrics(
         }
     out["mean_over_families"] = _mean_over_families(out["families"], detectors)
     out["dynamics_note"] = _dynamics_note(out["families"])
+    if alarms:
+        out["side_by_side"] = side_by_side(episodes, alarms)
     return out
 
 
@@ -522,6 +582,7 @@ def _score_episode(
     spread_seeds: Sequence[int],
     ensemble: EnsembleBaseline | None,
     oracle: bool,
+    peers: PeerDetectors | None = None,
 ) -> EpisodeEval:
     from world_monitor.data.chunks import decision_points
 
@@ -539,6 +600,8 @@ def _score_episode(
     wm_cal = world_model_calibration(cal.info, monitor.risk_config.epsilon)
     action_range = getattr(monitor, "action_range", None)
     monitor.reset()  # a fresh decision history per episode, as in calibration
+    if peers is not None:
+        peers.reset()
     for p in decision_points(ep, monitor.context_length, monitor.horizon, stride):
         frames, chunk, context_actions = runtime_inputs(p)  # as the live session sees them
         post = family != ID_FAMILY and p.t >= (onset or 0)
@@ -583,6 +646,8 @@ def _score_episode(
             if oracle
             else math.nan
         )
+        if peers is not None:
+            scores.update(peers.score(raw.context_latents[-1], chunk))
         box = None
         if scores["c3_risk"] > monitor.slow_threshold:
             box, _ = monitor.localise(
@@ -643,10 +708,13 @@ def evaluate_bundle(
         )
     use_oracle = "oracle" in opts.baselines
     deterministic = getattr(monitor.rollout, "mode", "") == "deterministic"
+    peers, peers_why = _fit_peers(monitor, ds, opts)
     detectors = _signal_detectors(monitor)
     detectors += ["sample_spread"] if use_spread and not deterministic else []
     detectors += ["ensemble"] if ensemble else []
     detectors += ["oracle"] if use_oracle else []
+    if peers is not None:
+        detectors += [k for k in PEER_DETECTORS if PEER_BASELINE[k] in opts.baselines]
 
     episodes = [
         _score_episode(
@@ -658,11 +726,17 @@ def evaluate_bundle(
             spread_seeds=spread_seeds,
             ensemble=ensemble,
             oracle=use_oracle,
+            peers=peers,
         )
         for fam, rec in tqdm(records, desc="evaluate", unit="ep", disable=not opts.progress)
     ]
     slow, stop = monitor.slow_threshold, monitor.stop_threshold
-    metrics = compute_metrics(episodes, slow=slow, stop=stop, detectors=detectors, fpr=opts.fpr)
+    alarms = {"c3_risk": stop}
+    if peers is not None:
+        alarms.update({k: v for k, v in peers.alarms().items() if k in detectors})
+    metrics = compute_metrics(
+        episodes, slow=slow, stop=stop, detectors=detectors, fpr=opts.fpr, alarms=alarms
+    )
     default_severity = {fam: rec["severity"] for fam, rec in records if fam != ID_FAMILY}
     sweep = run_severity_sweep(
         monitor, ds, data, episodes, metrics, default_severity, opts, out_dir
@@ -692,7 +766,11 @@ def evaluate_bundle(
             "num_threads": opts.num_threads,
         },
         "detectors": {k: DETECTOR_LABELS[k] for k in detectors},
-        "baselines_status": _baseline_status(opts, ensemble, deterministic, use_spread),
+        "baselines_status": {
+            **_baseline_status(opts, ensemble, deterministic, use_spread),
+            **_peer_status(opts, peers, peers_why),
+        },
+        "peers": peers.info if peers is not None else None,
         "definitions": DEFINITIONS,
         "severity_sweep": sweep,
         "seconds": seconds,
@@ -709,6 +787,45 @@ def evaluate_bundle(
     (out_dir / "evaluation.md").write_text(format_markdown(report), encoding="utf-8")
     LOG.info("evaluated %d episodes in %.1f s -> %s", len(episodes), seconds, out_dir)
     return report
+
+
+def _fit_peers(monitor: Any, ds: Any, opts: EvaluateOptions) -> tuple[PeerDetectors | None, str]:
+    """FIPER / FAIL-Detect fitted on this dataset's training and calibration splits, at the
+    bundle's ``stop_alpha`` — or None and why not (not asked for, no such splits)."""
+    if not {"fiper", "fail_detect"} & set(opts.baselines):
+        return None, "not in --baselines"
+    counts = {split: len(ds.select(split=split, shift=None).index) for split in ("train", "calib")}
+    if counts["train"] < 1 or counts["calib"] < 2:
+        return None, (
+            f"the dataset has {counts['train']} training and {counts['calib']} calibration "
+            "in-distribution episodes (the peers are fitted on >= 1 and thresholded on >= 2)"
+        )
+    alpha = float(monitor.calibration.info.get("stop_alpha") or 0.02)
+    return fit_peers(monitor, ds, stride=opts.stride, alpha=alpha, progress=opts.progress), ""
+
+
+def _peer_status(opts: EvaluateOptions, peers: PeerDetectors | None, why: str) -> dict[str, str]:
+    out = {}
+    for name in ("fiper", "fail_detect"):
+        if name not in opts.baselines:
+            out[name] = "not run (not in --baselines)"
+        elif peers is None:
+            out[name] = f"not run: {why}"
+        else:
+            info = peers.info
+            out[name] = (
+                f"run: fitted on {info['train_episodes']} training episodes "
+                f"({info['train_decisions']} decisions), thresholds at α={info['alpha']:g} on "
+                f"{info['calibration_episodes']['thresholds_half_b']} calibration episodes"
+                + (
+                    "; ACE is the entropy of the chunks published over the last "
+                    f"{info['windows']['ace']} decisions (one chunk per decision is recorded, "
+                    "not a batch of policy samples)"
+                    if name == "fiper"
+                    else "; RND score variant (logpZO not implemented)"
+                )
+            )
+    return out
 
 
 def _sweep_entry(family: Mapping[str, Any]) -> dict[str, Any]:
@@ -840,6 +957,17 @@ DEFINITIONS = {
     "mean over members (each bundle has its own VAE, so latents are compared after decoding)",
     "oracle": "mean |predicted latents - VAE(real frames t+1..t+H)|, truncated at episode end "
     "(undefined at the last frame)",
+    "fiper": "min of FIPER's two indicators, each as (x - median)/(threshold - median) of its "
+    "calibration half-B episode maxima, so > 1 means both exceed their conformal thresholds; "
+    "RND-OE = RND error on the pooled VAE latent of the current frame, mean over the last 3 "
+    "decisions; ACE = Gaussian-KDE entropy of the chunks of the last 4 decisions",
+    "fail_detect": "RND error on (pooled latent, chunk) as a z-score against the per-decision-"
+    "index mean and std of calibration half A, normalised as fiper to the conformal quantile "
+    "(half B) of each episode's max z; > 1 = outside the time-varying band",
+    "side_by_side": "each detector as the gate: `calibrated` at its own conformal threshold "
+    "(same alpha, same calibration split), `matched` just above the highest in-distribution "
+    "test-episode score (0 ID false stops for everyone); TPR = shifted episodes alarmed after "
+    "onset, stopped<fail = failing shifted episodes whose first alarm precedes the failure",
 }
 
 
@@ -969,6 +1097,7 @@ def format_markdown(report: Mapping[str, Any]) -> str:
             for i, k in enumerate(report["mean_over_families"]["ranking"])
         ],
         "",
+        *side_by_side_lines(report),
         "## Dynamics vs appearance",
         report["dynamics_note"],
         "",
@@ -978,6 +1107,58 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         *_severity_section(report["severity_sweep"]),
     ]
     return "\n".join(lines)
+
+
+SIDE_BY_SIDE_NAMES = {
+    "c3_risk": "monitor (fused risk)",
+    "fiper": "FIPER",
+    "fiper_rnd_oe": "FIPER RND-OE only",
+    "fiper_ace": "FIPER ACE only",
+    "fail_detect": "FAIL-Detect",
+}
+
+
+def side_by_side_lines(report: Mapping[str, Any]) -> list[str]:
+    """Monitor vs peers: mean AUROC and the gate's outcomes at both operating points."""
+    sbs = report.get("side_by_side")
+    if not sbs:
+        return []
+    mean = report["mean_over_families"]["episode_auroc"]
+    lines = [
+        "## The monitor and its peers, side by side",
+        "Same episodes, thresholds from the same calibration split (definition "
+        "`side_by_side`). Cells: ID false stops, mean TPR over families, failing shifted "
+        "episodes stopped before the failure.",
+        "",
+        "| detector | mean ep AUROC | calibrated: ID false stop | TPR | stopped<fail | "
+        "matched (0 ID false stops): TPR | stopped<fail |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, row in sbs.items():
+        cal, mat = row["calibrated"], row["matched"]
+        lines.append(
+            f"| {SIDE_BY_SIDE_NAMES.get(key, key)} | {_f(mean.get(key))} | "
+            f"{_short_rate(cal['id_false_stop'])} | {_f(cal['mean_tpr'])} | "
+            f"{_short_rate(cal['shifted_failures_stopped'])} | {_f(mat['mean_tpr'])} | "
+            f"{_short_rate(mat['shifted_failures_stopped'])} |"
+        )
+    families = list(next(iter(sbs.values()))["calibrated"]["families"])
+    lines += [
+        "",
+        "Per family, episode AUROC / TPR at the calibrated threshold:",
+        "",
+        "| family | " + " | ".join(SIDE_BY_SIDE_NAMES.get(k, k) for k in sbs) + " |",
+        "|---|" + "---|" * len(sbs),
+    ]
+    for fam in families:
+        det = report["families"][fam]["detectors"]
+        cells = [
+            f"{_f(det[k]['episode']['auroc'])} / "
+            f"{_f(sbs[k]['calibrated']['families'][fam]['tpr']['rate'])}"
+            for k in sbs
+        ]
+        lines.append(f"| {fam} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _severity_section(sweep: Mapping[str, Any]) -> list[str]:
