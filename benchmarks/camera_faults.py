@@ -74,7 +74,7 @@ def _stop_delays(episodes: Sequence[Any], stop: float) -> list[float]:
     """Seconds from onset to the first post-onset STOP, per episode that reached one."""
     out = []
     for ep in episodes:
-        first = next((d.t for d in ep.labelled() if d.scores["c3_risk"] > stop), None)
+        first = next((d.t for d in ep.labelled() if d.scores["monitor"] > stop), None)
         if first is not None:
             out.append((first - (ep.onset or 0)) / ep.fps)
     return out
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     onsets = {r["id"]: (0 if i % 2 == 0 else args.onset) for i, r in enumerate(ind_recs)}
     seeds = {r["id"]: 1000 + i for i, r in enumerate(ind_recs)}
     slow, stop = monitor.slow_threshold, monitor.stop_threshold
-    alarms = {"c3_risk": stop, **(peers.alarms() if peers else {})}
+    alarms = {"monitor": stop, **(peers.alarms() if peers else {})}
     rows, results = [], {}
     for name, area in _fault_names(areas):
         view = FaultedDataset(ds, name if area == 0 else "smudge", area, onsets, seeds)
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         fam = m["families"][name]
         det = {k: v["episode"]["auroc"] for k, v in fam["detectors"].items()}
         singles = {
-            k: v for k, v in det.items() if k not in ("c3_risk", "world_model", *PEER_DETECTORS)
+            k: v for k, v in det.items() if k not in ("monitor", "world_model", *PEER_DETECTORS)
         }
         best = max((k for k in singles if singles[k] is not None), key=lambda k: singles[k])
         delays = _stop_delays(positives, stop)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 name,
                 str(len(positives)),
-                _f(det["c3_risk"]),
+                _f(det["monitor"]),
                 _f(det.get("world_model")),
                 f"{best} {_f(det[best])}",
                 f"{fam['tpr_at_stop']['k']}/{fam['tpr_at_stop']['n']}",
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * len(header))
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    id_fs = sum(e.max_score("c3_risk") > stop for e in negatives)
+    id_fs = sum(e.max_score("monitor") > stop for e in negatives)
     print(f"in-distribution (unfaulted) episodes stopped: {id_fs}/{len(negatives)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

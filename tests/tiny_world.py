@@ -58,11 +58,11 @@ def _episode(seed: int, shift: str | None = None, onset: int | None = None) -> E
     return Episode(frames=frames, actions=actions, stamps=stamps, meta=meta)
 
 
-def make_tiny_dataset(root: Path, *, calib: int = 1, test: int = 3) -> Path:
-    """Tiny dataset: 8 train, 2 val, `calib` calib and `test` test in-distribution episodes, plus
-    two lighting-shift test episodes (from the start and with onset 4)."""
+def make_tiny_dataset(root: Path, *, calib: int = 1, test: int = 3, val: int = 2) -> Path:
+    """Tiny dataset: 8 train, `val` val, `calib` calib and `test` test in-distribution episodes,
+    plus two lighting-shift test episodes (from the start and with onset 4)."""
     writer = DatasetWriter(root, info={"note": "tiny synthetic test dataset"})
-    plan = [("train", 8), ("val", 2), ("calib", calib), ("test", test)]
+    plan = [("train", 8), ("val", val), ("calib", calib), ("test", test)]
     seed = 0
     for split, n in plan:
         for _ in range(n):

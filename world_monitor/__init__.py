@@ -4,4 +4,4 @@ The core (simulator, data, models, uncertainty, runtime) never imports rclpy; th
 ``world_monitor.ros`` is a thin adapter over it.
 """
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"

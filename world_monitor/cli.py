@@ -401,6 +401,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         epsilon=bundle_epsilon(args.bundle) if args.epsilon is None else args.epsilon,
         confidence_level=args.confidence_level,
         signals=tuple(_csv(args.signals)),
+        scale=args.scale,
     )
     result = calibrate_bundle(
         Path(args.bundle),
@@ -409,6 +410,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         stop_alpha=args.false_stop_rate,
         slow_alpha=args.slow_rate,
         stride=args.stride,
+        scale_split=args.scale_split,
         verify_split=None if args.no_verify else "test",
         limit=args.limit,
         backend=args.backend,
@@ -840,7 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=17)
     p.set_defaults(func=_cmd_export, overrides=[])
 
-    from world_monitor.runtime.risk import SIGNALS, RiskConfig
+    from world_monitor.runtime.risk import SCALES, SIGNALS, RiskConfig
 
     p = sub.add_parser(
         "calibrate",
@@ -866,6 +868,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(RiskConfig().signals),
         help="risk signals to fuse (max of in-distribution ranks): "
         f"{', '.join(SIGNALS)} (default {','.join(RiskConfig().signals)})",
+    )
+    p.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="episode",
+        help="rank each signal against in-distribution episodes' maxima of it (episode, the "
+        "default: a signal with a heavy tail no longer sets STOP for all) or against single "
+        "decisions (decision, before v0.8)",
+    )
+    p.add_argument(
+        "--scale-split",
+        default=None,
+        metavar="SPLIT",
+        help="fit the risk scale on this split (e.g. val) and the thresholds on the whole calib "
+        "split (default: halve the calib split; more threshold episodes give a false-stop rate "
+        "closer to the target)",
     )
     p.add_argument("--false-stop-rate", type=float, default=0.02, help="STOP target per episode")
     p.add_argument("--slow-rate", type=float, default=0.10, help="SLOW target per episode")
@@ -894,7 +912,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="detection, stopping and localisation of a calibrated monitor vs baselines, per shift",
         description="Roll the calibrated monitor out at the decision points (every --stride "
         "frames) of the in-distribution test split and of every shift family's test episodes "
-        "(both onsets) and report, per family: decision- and episode-level AUROC of the C3 risk, "
+        "(both onsets) and report, per family: decision- and episode-level AUROC of the monitor's fused risk, "
         "of each raw signal alone and of baselines run in the same pass (seed spread, ensemble "
         "disagreement, VAE reconstruction error, oracle prediction error); TPR at the calibrated "
         "STOP/SLOW thresholds; the false-stop rate; stopped-before-failure and lead time; and "

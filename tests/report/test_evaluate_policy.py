@@ -80,7 +80,7 @@ def test_run_directory(tmp_path: Path) -> None:
     rows = {r["scenario"]: r for r in summary["rows"]}
     assert rows["lighting"]["stopped_gated"]["k"] == 1
     evaluation = json.loads((out / "evaluate" / "evaluation.json").read_text())
-    auroc = evaluation["families"]["lighting"]["detectors"]["c3_risk"]["episode"]["auroc"]
+    auroc = evaluation["families"]["lighting"]["detectors"]["monitor"]["episode"]["auroc"]
     assert summary["detection"]["families"]["lighting"]["episode_auroc"] == auroc
 
     from world_monitor.report.html import build_report

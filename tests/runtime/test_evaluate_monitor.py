@@ -74,7 +74,7 @@ def _ep(
     for i, r in enumerate(risks):
         t = 1 + 4 * i
         post = family != "in_distribution" and t >= (onset or 0)
-        scores = {"c3_risk": r, "recon": r, "oracle": math.nan if i == len(risks) - 1 else r}
+        scores = {"monitor": r, "recon": r, "oracle": math.nan if i == len(risks) - 1 else r}
         box = boxes[i] if boxes else None
         tb = true_boxes[i] if true_boxes else None
         ep.decisions.append(DecisionScore(t, post, scores, box, tb))
@@ -114,7 +114,7 @@ def test_compute_metrics_on_a_hand_made_world() -> None:
         _ep("l1", "lighting", [0.1, 0.6, 0.7], onset=5),  # slow only
         _ep("l2", "lighting", [0.95, 0.1, 0.99], onset=5, failure=9),  # stop before onset
     ]
-    m = compute_metrics(ind + shifted, slow=slow, stop=stop, detectors=["c3_risk", "oracle"])
+    m = compute_metrics(ind + shifted, slow=slow, stop=stop, detectors=["monitor", "oracle"])
     fs = m["in_distribution"]["false_stop"]
     assert (fs["k"], fs["n"], fs["rate"]) == (1, 4, 0.25)
     assert fs["wilson95"][0] < 0.25 < fs["wilson95"][1]
@@ -123,14 +123,14 @@ def test_compute_metrics_on_a_hand_made_world() -> None:
     # post-onset maxima 0.98, 0.7, 0.99 vs ID maxima 0.3, 0.95, 0.1, 0.4
     assert fam["tpr_at_stop"]["k"] == 2 and fam["tpr_at_slow"]["k"] == 3
     assert fam["false_stop_before_onset"]["k"] == 1 and fam["false_stop_before_onset"]["n"] == 2
-    ep_auc = fam["detectors"]["c3_risk"]["episode"]["auroc"]
+    ep_auc = fam["detectors"]["monitor"]["episode"]["auroc"]
     assert ep_auc == pytest.approx(11 / 12)  # 0.7 loses to 0.95 only; 0.98, 0.99 beat all
     # both failing lighting episodes stopped before failing: leads 1.2 s and 0.8 s
     assert fam["stopped_before_failure"]["k"] == 2
     assert fam["median_lead_time_s"] == pytest.approx(1.0)
     # the oracle is undefined at each episode's last decision and those are dropped
     assert fam["detectors"]["oracle"]["decision"]["n_neg"] == 8
-    assert m["mean_over_families"]["ranking"][0] in ("c3_risk", "oracle")
+    assert m["mean_over_families"]["ranking"][0] in ("monitor", "oracle")
 
 
 def test_compute_metrics_with_the_risk_alone() -> None:
@@ -141,8 +141,8 @@ def test_compute_metrics_with_the_risk_alone() -> None:
         _ep("l0", "lighting", [0.9, 0.95], onset=0),
         _ep("d0", "dynamics", [0.3, 0.99], onset=0),
     ]
-    m = compute_metrics(eps, slow=0.5, stop=0.9, detectors=["c3_risk"])
-    assert m["families"]["dynamics"]["detectors"]["c3_risk"]["episode"]["auroc"] == 1.0
+    m = compute_metrics(eps, slow=0.5, stop=0.9, detectors=["monitor"])
+    assert m["families"]["dynamics"]["detectors"]["monitor"]["episode"]["auroc"] == 1.0
     assert "dynamics episode AUROC" in m["dynamics_note"] and "recon n/a" in m["dynamics_note"]
 
 
@@ -198,7 +198,7 @@ def test_evaluate_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> 
     fam = doc["families"]["lighting"]
     # the fused risk, each of its signals alone, and the baselines asked for
     assert set(fam["detectors"]) == {
-        "c3_risk",
+        "monitor",
         "world_model",
         *SIGNALS,
         "sample_spread",
@@ -206,10 +206,13 @@ def test_evaluate_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> 
         *PEER_DETECTORS,
     }
     # world_model fuses only the model's own signals, on the references calibrate stored
-    stored = json.loads((bundle / "calibration.json").read_text())["world_model_reference"]
+    info = json.loads((bundle / "calibration.json").read_text())
+    stored = info["world_model_reference"]
     assert set(stored) == set(WORLD_MODEL_SIGNALS) and len(stored["c3_mean"]) > 10
-    wm = world_model_calibration(stored_info := {"world_model_reference": stored}, 0.5)
-    assert wm is not None and stored_info
+    # on the episode scale, like the gate's risk: ranked against the scale episodes' maxima
+    assert set(info["world_model_episode_reference"]) == set(WORLD_MODEL_SIGNALS)
+    wm = world_model_calibration(info, 0.5)
+    assert wm is not None and wm.config.scale == "episode"
     for ep in doc["episodes"][:3]:
         for d in ep["decisions"]:
             raw = {k: d[k] for k in WORLD_MODEL_SIGNALS if d.get(k) is not None}
@@ -232,12 +235,12 @@ def test_evaluate_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> 
     spread = [d["sample_spread"] for e in doc["episodes"] for d in e["decisions"]]
     assert all(s is not None and s >= 0 for s in spread)
     md = (tmp_path / "evaluation.md").read_text()
-    assert "| lighting |" in md and "C³ risk AUROC ep/dec" in md
+    assert "| lighting |" in md and "monitor AUROC ep/dec" in md
     # the peers: fitted on this dataset's train/calib splits, scored on the same decisions,
     # each compared as a gate with the monitor
     assert doc["peers"]["train_episodes"] == 8 and doc["peers"]["alpha"] == 0.08
     assert doc["baselines_status"]["fiper"].startswith("run:")
-    assert set(doc["side_by_side"]) == {"c3_risk", *PEER_DETECTORS}
+    assert set(doc["side_by_side"]) == {"monitor", *PEER_DETECTORS}
     for row in doc["side_by_side"].values():
         assert row["matched"]["id_false_stop"]["k"] == 0  # matched = 0 ID false stops
     peer_scores = [d["fail_detect"] for e in doc["episodes"] for d in e["decisions"]]

@@ -97,6 +97,38 @@ def test_calibration_is_stored_and_valid(world: tuple[Path, Path, Path]) -> None
     recal = cal["probe_recalibration"]  # fitted first, on the scale half
     assert recal["eps_grid"] == pytest.approx([0.1 * i for i in range(1, 11)])
     assert recal["info"]["windows"] > 0 and len(recal["params"]) == 10
+    # calibrate's default scale: each signal ranked against the scale half's episode maxima
+    assert cal["risk"]["scale"] == "episode"
+    for name in cal["risk"]["signals"]:
+        assert len(cal["episode_reference"][name]) == 12  # one maximum per scale episode
+    assert set(cal["world_model_episode_reference"]) <= set(cal["world_model_reference"])
+
+
+def test_calibrate_can_fit_the_scale_on_another_split(
+    world: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--scale-split val`: the scale from the val split, the thresholds from every calibration
+    episode (24 threshold episodes instead of 12 certify a smaller rate)."""
+    from world_monitor.cli import main
+
+    _, _, uncalibrated = world
+    data = make_tiny_dataset(tmp_path / "ds", calib=24, test=6, val=12)
+    copy = tmp_path / "b"
+    shutil.copytree(uncalibrated, copy)
+    argv = ["calibrate", str(copy), "--data", str(data), "--stride", "2", "--no-progress"]
+    argv += ["--backend", "torch", "--engines-dir", str(tmp_path / "engines")]
+    assert main([*argv, "--scale-split", "val", "--false-stop-rate", "0.05"]) == 0
+    cal = json.loads((copy / "calibration.json").read_text())
+    halves = cal["data"]
+    assert halves["scale_split"] == "val" and len(halves["scale_episodes"]) == 12
+    assert len(halves["threshold_episodes"]) == 24 == len(cal["threshold_episode_max_risk"])
+    assert all(e.startswith("val-") for e in halves["scale_episodes"])
+    capsys.readouterr()
+    # too few scale episodes, or the same split twice: one line, exit 2
+    assert main([*argv, "--scale-split", "test"]) == 2
+    assert "need >= 10 each" in capsys.readouterr().err
+    assert main([*argv, "--scale-split", "calib"]) == 2
+    assert "must differ" in capsys.readouterr().err
 
 
 def test_calibrate_refuses_a_rate_its_data_cannot_certify(
@@ -391,6 +423,7 @@ def test_fused_colour_needs_the_stored_palette(
     cal = dict(load_bundle(copy).calibration)
     cal["risk"] = {**cal["risk"], "signals": [*cal["risk"]["signals"], "colour"]}
     cal["reference"] = {**cal["reference"], "colour": [0.001 * i for i in range(20)]}
+    cal["episode_reference"] = {**cal["episode_reference"], "colour": [0.01 * i for i in range(12)]}
     del cal["colour_model"]
     update_calibration(copy, cal)
     with pytest.raises(MonitorError, match="colour_model"):

@@ -197,27 +197,27 @@ def _scored(eid: str, family: str, values: dict[str, list[float]], **kw: object)
 
 def test_side_by_side_compares_gates_at_both_operating_points() -> None:
     ind = [
-        _scored("i0", "in_distribution", {"c3_risk": [0.1, 0.2], "fiper": [0.2, 1.5]}),
-        _scored("i1", "in_distribution", {"c3_risk": [0.3, 0.1], "fiper": [0.1, 0.3]}),
+        _scored("i0", "in_distribution", {"monitor": [0.1, 0.2], "fiper": [0.2, 1.5]}),
+        _scored("i1", "in_distribution", {"monitor": [0.3, 0.1], "fiper": [0.1, 0.3]}),
     ]
     shifted = [
         # the monitor stops at t=5 before the failure at 9; FIPER alarms only at t=9
         _scored(
             "u0",
             "unseen_object",
-            {"c3_risk": [0.2, 0.95, 0.99], "fiper": [0.1, 0.2, 1.2]},
+            {"monitor": [0.2, 0.95, 0.99], "fiper": [0.1, 0.2, 1.2]},
             failure=9,
         ),
-        _scored("u1", "unseen_object", {"c3_risk": [0.5, 0.6, 0.7], "fiper": [0.1, 0.9, 1.1]}),
+        _scored("u1", "unseen_object", {"monitor": [0.5, 0.6, 0.7], "fiper": [0.1, 0.9, 1.1]}),
     ]
-    sbs = side_by_side([*ind, *shifted], {"c3_risk": 0.9, "fiper": 1.0})
-    mon, fip = sbs["c3_risk"]["calibrated"], sbs["fiper"]["calibrated"]
+    sbs = side_by_side([*ind, *shifted], {"monitor": 0.9, "fiper": 1.0})
+    mon, fip = sbs["monitor"]["calibrated"], sbs["fiper"]["calibrated"]
     assert mon["id_false_stop"]["k"] == 0 and fip["id_false_stop"]["k"] == 1
     assert mon["families"]["unseen_object"]["tpr"]["k"] == 1
     assert fip["families"]["unseen_object"]["tpr"]["k"] == 2
     assert mon["shifted_failures_stopped"]["k"] == 1 and fip["shifted_failures_stopped"]["k"] == 0
     # matched: just above the highest ID episode (monitor 0.3, FIPER 1.5): 0 ID false stops each
-    mon_m, fip_m = sbs["c3_risk"]["matched"], sbs["fiper"]["matched"]
+    mon_m, fip_m = sbs["monitor"]["matched"], sbs["fiper"]["matched"]
     assert mon_m["threshold"] == 0.3 and fip_m["threshold"] == 1.5
     assert mon_m["id_false_stop"]["k"] == 0 == fip_m["id_false_stop"]["k"]
     assert mon_m["families"]["unseen_object"]["tpr"]["k"] == 2

@@ -157,7 +157,7 @@ def test_shipped_bundle_declares_its_training_action_range(tmp_path: Path) -> No
 def test_evaluation_scores_out_of_range_chunks_as_the_gate_does() -> None:
     """``evaluate`` rolls the monitor out with ``Monitor.raw`` (no session, no ``assess``), so it
     used to score absurd chunks like any other. Now such a decision is what the deployed gate
-    makes of it: not rolled out, ``c3_risk`` 1.0 (a STOP), counted under ``refused_decisions``."""
+    makes of it: not rolled out, ``monitor`` 1.0 (a STOP), counted under ``refused_decisions``."""
     from types import SimpleNamespace
 
     from world_monitor.data.episode import Episode, EpisodeMeta
@@ -202,11 +202,11 @@ def test_evaluation_scores_out_of_range_chunks_as_the_gate_does() -> None:
     )
     refused = [d for d in scored.decisions if d.refused]
     assert [d.t for d in refused] == [5, 6, 7, 8]
-    assert all(d.refused == "action_out_of_range" and d.scores["c3_risk"] == 1.0 for d in refused)
+    assert all(d.refused == "action_out_of_range" and d.scores["monitor"] == 1.0 for d in refused)
     assert all(math.isnan(d.scores["recon"]) for d in refused)
     assert len(mon.chunks) == len(scored.decisions) - 4  # refused ones were never rolled out
     assert all(mon.action_range.violation(c) is None for c in mon.chunks)
-    metrics = compute_metrics([scored], slow=0.5, stop=0.7, detectors=["c3_risk", "recon"])
+    metrics = compute_metrics([scored], slow=0.5, stop=0.7, detectors=["monitor", "recon"])
     assert metrics[ID_FAMILY]["refused_decisions"] == {"action_out_of_range": 4}
     assert metrics[ID_FAMILY]["false_stop"]["k"] == 1
     json.dumps(scored.to_dict(), allow_nan=False)

@@ -124,3 +124,85 @@ def test_world_model_fusion_uses_only_the_models_own_signals_and_drops_constant_
     ranks = wm.signal_risk(scores)
     assert wm.risk(scores) == max(ranks.values()) == ranks["selfcheck"]
     assert wm.risk({"c3_mean": 0.2}) == ranks["c3_mean"]  # selfcheck undefined: ranks 0
+
+
+def _episodes(rng: np.random.Generator, n: int = 100, length: int = 15) -> list[list[dict]]:
+    """In-distribution episodes with two signals: ``recon`` light-tailed, ``motion`` (a history
+    signal, undefined at the first decision) with one rare huge excursion per ~50 episodes."""
+    eps = []
+    for i in range(n):
+        ep = []
+        for t in range(length):
+            d = {"recon": float(rng.normal(1.0, 0.1))}
+            if t:
+                d["motion"] = float(rng.normal(0.0, 0.1) + (8.0 if i % 50 == 7 and t == 5 else 0))
+            ep.append(d)
+        eps.append(ep)
+    return eps
+
+
+def test_the_episode_scale_ranks_each_signal_against_normal_episodes_maxima() -> None:
+    rng = np.random.default_rng(4)
+    cfg = RiskConfig(signals=("recon", "motion"), scale="episode")
+    eps = _episodes(rng)
+    cal = RiskCalibration.fit_episode_reference(cfg, eps)
+    maxima = sorted(max(d["recon"] for d in ep) for ep in eps)
+    np.testing.assert_allclose(cal.episode_reference["recon"], maxima)
+    assert len(cal.reference["recon"]) == 100 * 15  # the decision reference is kept too
+    assert len(cal.episode_reference["motion"]) == 100  # every episode defines it somewhere
+    # the median normal episode maximum ranks about 0.5 on this scale (0.96 among decisions)
+    mid = float(np.median(maxima))
+    assert cal.signal_risk({"recon": mid})["recon"] == pytest.approx(0.5, abs=0.02)
+    flat = RiskCalibration.fit_reference(
+        RiskConfig(signals=("recon", "motion")), [d for ep in eps for d in ep]
+    )
+    assert flat.signal_risk({"recon": mid})["recon"] > 0.95
+    # round trip through calibration.json
+    back = RiskCalibration.from_dict(cal.to_dict())
+    assert back.config.scale == "episode"
+    probe = {"recon": 1.33, "motion": 0.4}
+    assert back.signal_risk(probe) == cal.signal_risk(probe)
+
+
+def _stop_rate(cal: RiskCalibration, stop: float, episodes: list[list[dict]]) -> float:
+    return float(np.mean([max(cal.risk(d) for d in ep) > stop for ep in episodes]))
+
+
+def test_on_the_episode_scale_a_heavy_tailed_signal_no_longer_sets_stop_for_all() -> None:
+    """Measured failure mode (issue 16): with one signal's rare in-distribution excursions, the
+    per-episode conformal STOP on the decision scale sits above anything the light-tailed
+    signal can reach; on the episode scale a clear, persistent excess of the light-tailed
+    signal is stopped at the same certified false-stop rate."""
+    from world_monitor.uq.detection import episode_conformal_threshold
+
+    rng = np.random.default_rng(5)
+    half_a, half_b, test = _episodes(rng), _episodes(rng), _episodes(rng, n=200)
+    shifted = _episodes(rng, n=50)
+    for ep in shifted:  # recon 5 sigma above normal for the whole episode
+        for d in ep:
+            d["recon"] += 0.5
+    out = {}
+    for scale in ("decision", "episode"):
+        cfg = RiskConfig(signals=("recon", "motion"), scale=scale)
+        if scale == "episode":
+            cal = RiskCalibration.fit_episode_reference(cfg, half_a)
+        else:
+            cal = RiskCalibration.fit_reference(cfg, [d for ep in half_a for d in ep])
+        stop = episode_conformal_threshold([[cal.risk(d) for d in ep] for ep in half_b], 0.02)
+        out[scale] = (
+            _stop_rate(cal, stop.threshold, test),
+            _stop_rate(cal, stop.threshold, shifted),
+        )
+    assert out["decision"][1] < 0.5  # the excursions of `motion` hide the shift
+    assert out["episode"][1] > 0.9
+    assert out["episode"][0] <= 0.05 and out["decision"][0] <= 0.05  # both keep the bound
+
+
+def test_the_episode_scale_needs_its_reference() -> None:
+    cfg = RiskConfig(signals=("recon",), scale="episode")
+    with pytest.raises(RiskError, match="episode_reference"):
+        RiskCalibration(cfg, {"recon": np.arange(20.0)})
+    with pytest.raises(RiskError, match="scale"):
+        RiskConfig(scale="frame")
+    old = RiskConfig.from_dict({"epsilon": 0.5, "confidence_level": 0.5, "signals": ["recon"]})
+    assert old.scale == "decision"  # calibrations from before the episode scale load as before

@@ -70,7 +70,7 @@ def print_summary(doc: Mapping[str, Any], report_path: Any = None) -> None:
     det = summary.get("detection")
     if det:
         dt = Table(title=f"detection ({det['source']}, policy {summary['nominal_policy']})")
-        for col in ("family", "C³ risk episode AUROC", "decision AUROC", "recon AUROC", "TPR@STOP"):
+        for col in ("family", "monitor episode AUROC", "decision AUROC", "recon AUROC", "TPR@STOP"):
             dt.add_column(col)
         for fam, v in det["families"].items():
             dt.add_row(fam, *(_num(v.get(k)) for k in DETECTION_KEYS))

@@ -233,7 +233,7 @@ def detection_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
     """The report's detection table, straight from ``evaluate``'s evaluation.json."""
     fams = {}
     for name, fam in evaluation.get("families", {}).items():
-        det = fam.get("detectors", {}).get("c3_risk", {})
+        det = fam.get("detectors", {}).get("monitor", {})
         fams[name] = {
             "episode_auroc": det.get("episode", {}).get("auroc"),
             "decision_auroc": det.get("decision", {}).get("auroc"),
@@ -244,7 +244,7 @@ def detection_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
             .get("auroc"),
         }
     fs = evaluation.get("in_distribution", {}).get("false_stop") or {}
-    mean = evaluation.get("mean_over_families", {}).get("episode_auroc", {}).get("c3_risk")
+    mean = evaluation.get("mean_over_families", {}).get("episode_auroc", {}).get("monitor")
     return {
         "families": fams,
         "mean_episode_auroc": mean,

@@ -7,7 +7,7 @@ script). So the monitor is rolled out once per decision point — the same point
 and replay (:func:`world_monitor.data.chunks.decision_points`, every ``stride`` frames) — and each
 decision is scored by
 
-* the **C³ risk** (the bundle's calibrated, fused risk, what the gate acts on) and each raw
+* the **monitor** risk (the bundle's calibrated, fused risk, what the gate acts on) and each raw
   signal alone (``c3_mean``, ``c3_fraction``, ``c3_min_step``, ``recon``);
 * baselines (:mod:`world_monitor.runtime.baselines`): seed spread of the sampled prediction
   (diffusion-noise heuristic), disagreement with an ensemble of other bundles, VAE
@@ -23,7 +23,7 @@ alarm because of the shift", which is also what the per-episode conformal thresh
 A decision whose chunk lies outside the bundle's training action range is scored as the
 deployed monitor treats it (:meth:`Monitor.assess <world_monitor.runtime.monitor.Monitor.assess>`
 and :class:`~world_monitor.runtime.session.MonitorSession` refuse it: STOP
-``action_out_of_range``, no rollout): ``c3_risk`` 1.0 (above any loadable STOP threshold, which
+``action_out_of_range``, no rollout): ``monitor`` 1.0 (above any loadable STOP threshold, which
 is < 1), every other detector NaN, and the decision counted per family under
 ``refused_decisions``. Why: otherwise the evaluation would score, and report detection numbers
 for, commands the gate never lets through.
@@ -98,7 +98,7 @@ LOG = logging.getLogger(__name__)
 
 ID_FAMILY = "in_distribution"
 SIGNAL_DETECTORS = (
-    "c3_risk",
+    "monitor",
     "world_model",
     "c3_mean",
     "c3_fraction",
@@ -116,7 +116,7 @@ DETECTORS = (*SIGNAL_DETECTORS, "sample_spread", "ensemble", "oracle", *PEER_DET
 #: which ``--baselines`` name turns each peer detector on
 PEER_BASELINE = {k: "fail_detect" if k == "fail_detect" else "fiper" for k in PEER_DETECTORS}
 DETECTOR_LABELS = {
-    "c3_risk": "C³ risk (calibrated, fused)",
+    "monitor": "the monitor: the gate's calibrated, fused risk",
     "world_model": "the world model's own signals fused (C³ summaries, motion, selfcheck; no "
     "colour/recon)",
     "c3_mean": "c3_mean alone",
@@ -278,8 +278,8 @@ def localisation(episodes: Sequence[EpisodeEval], slow: float) -> dict[str, Any]
     detected, pred_boxes, true_boxes, onsets_pred, onsets_true, lengths = [], [], [], [], [], []
     tds, alert_ious = [], []
     for ep in episodes:
-        first_any = next((d.t for d in ep.decisions if d.scores["c3_risk"] > slow), None)
-        post_alerts = [d for d in ep.decisions if d.post and d.scores["c3_risk"] > slow]
+        first_any = next((d.t for d in ep.decisions if d.scores["monitor"] > slow), None)
+        post_alerts = [d for d in ep.decisions if d.post and d.scores["monitor"] > slow]
         true_onset = ep.onset or 0
         tds.append(onset_time_distance(first_any, true_onset, ep.length))
         alert_ious += [box_iou(d.box, d.true_box) for d in post_alerts if d.true_box]
@@ -299,7 +299,7 @@ def localisation(episodes: Sequence[EpisodeEval], slow: float) -> dict[str, Any]
         "detected_pct": 100.0
         * float(
             np.mean(
-                [any(d.post and d.scores["c3_risk"] > slow for d in e.decisions) for e in episodes]
+                [any(d.post and d.scores["monitor"] > slow for d in e.decisions) for e in episodes]
             )
         ),
         "n_with_true_box": len(detected),
@@ -338,7 +338,7 @@ def _refusals(episodes: Sequence[EpisodeEval]) -> dict[str, int]:
 
 
 def _failure_metrics(
-    episodes: Sequence[EpisodeEval], stop: float, key: str = "c3_risk"
+    episodes: Sequence[EpisodeEval], stop: float, key: str = "monitor"
 ) -> dict[str, Any]:
     failing = [e for e in episodes if e.failure_step is not None]
     stopped, leads = 0, []
@@ -419,13 +419,13 @@ def compute_metrics(
     """Every number of the report from scored episodes (pure: no model, so it is unit-testable).
 
     ``alarms`` (detector → the score above which it stops the robot) adds the side-by-side
-    comparison of gates; the monitor's is ``c3_risk`` at STOP.
+    comparison of gates; the monitor's is ``monitor`` at STOP.
     """
     ind = [e for e in episodes if not e.shifted]
     families = sorted({e.family for e in episodes if e.shifted})
     id_dec = {k: [d.scores.get(k, math.nan) for e in ind for d in e.decisions] for k in detectors}
     id_ep = {k: [e.max_score(k) for e in ind] for k in detectors}
-    id_max_risk = np.asarray([e.max_score("c3_risk") for e in ind])
+    id_max_risk = np.asarray([e.max_score("monitor") for e in ind])
     out: dict[str, Any] = {
         ID_FAMILY: {
             "episodes": len(ind),
@@ -447,10 +447,10 @@ def compute_metrics(
                 "decision": detection(id_dec[k], pos_dec, fpr=fpr),
                 "episode": detection(id_ep[k], [e.max_score(k) for e in scored], fpr=fpr),
             }
-        risk_max = np.asarray([e.max_score("c3_risk") for e in scored])
+        risk_max = np.asarray([e.max_score("monitor") for e in scored])
         mid = [e for e in eps if e.onset]
         pre_stop = sum(
-            any(d.scores["c3_risk"] > stop for d in e.decisions if not d.post) for e in mid
+            any(d.scores["monitor"] > stop for d in e.decisions if not d.post) for e in mid
         )
         out["families"][fam] = {
             "episodes": len(eps),
@@ -512,8 +512,8 @@ def _dynamics_note(families: Mapping[str, Any]) -> str:
     app_recon = [v for v in app_recon if v is not None and not math.isnan(v)]
     tail = (
         f" Here: dynamics episode AUROC — recon {fmt(dyn, 'recon')}, c3_fraction "
-        f"{fmt(dyn, 'c3_fraction')}, motion {fmt(dyn, 'motion')}, C³ risk "
-        f"{fmt(dyn, 'c3_risk')}, oracle {fmt(dyn, 'oracle')}"
+        f"{fmt(dyn, 'c3_fraction')}, motion {fmt(dyn, 'motion')}, monitor "
+        f"{fmt(dyn, 'monitor')}, oracle {fmt(dyn, 'oracle')}"
     )
     if app_recon:
         tail += f"; appearance families' mean recon AUROC {np.mean(app_recon):.2f}."
@@ -611,14 +611,14 @@ def _score_episode(
         if action_range is not None and action_range.violation(chunk) is not None:
             # refused unassessed, as Monitor.assess does (no rollout, no motion history)
             scores = {k: math.nan for k in DETECTORS}
-            scores["c3_risk"] = 1.0
+            scores["monitor"] = 1.0
             out.decisions.append(
                 DecisionScore(p.t, post, scores, None, true_box, Reason.action_out_of_range.value)
             )
             continue
         raw = monitor.raw(frames, chunk, context_actions, stamp=p.t / out.fps)
         scores = {k: float(v) for k, v in raw.scores.items()}
-        scores["c3_risk"] = float(cal.risk(raw.scores))
+        scores["monitor"] = float(cal.risk(raw.scores))
         scores["world_model"] = float(wm_cal.risk(raw.scores)) if wm_cal else math.nan
         scores["sample_spread"] = (
             sample_spread(
@@ -649,7 +649,7 @@ def _score_episode(
         if peers is not None:
             scores.update(peers.score(raw.context_latents[-1], chunk))
         box = None
-        if scores["c3_risk"] > monitor.slow_threshold:
+        if scores["monitor"] > monitor.slow_threshold:
             box, _ = monitor.localise(
                 raw.confidence,
                 raw.recon_cells,
@@ -731,7 +731,7 @@ def evaluate_bundle(
         for fam, rec in tqdm(records, desc="evaluate", unit="ep", disable=not opts.progress)
     ]
     slow, stop = monitor.slow_threshold, monitor.stop_threshold
-    alarms = {"c3_risk": stop}
+    alarms = {"monitor": stop}
     if peers is not None:
         alarms.update({k: v for k, v in peers.alarms().items() if k in detectors})
     metrics = compute_metrics(
@@ -831,9 +831,9 @@ def _peer_status(opts: EvaluateOptions, peers: PeerDetectors | None, why: str) -
 def _sweep_entry(family: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "episodes": family["episodes"],
-        "auroc": family["detectors"]["c3_risk"]["episode"]["auroc"],
+        "auroc": family["detectors"]["monitor"]["episode"]["auroc"],
         "signal_auroc": {
-            k: v["episode"]["auroc"] for k, v in family["detectors"].items() if k != "c3_risk"
+            k: v["episode"]["auroc"] for k, v in family["detectors"].items() if k != "monitor"
         },
         "tpr_at_stop": family["tpr_at_stop"],
         "tpr_at_slow": family["tpr_at_slow"],
@@ -935,10 +935,10 @@ DEFINITIONS = {
     "episode_auroc": "AUROC of per-episode max score: ID-test episodes (max over all decisions, "
     "0) vs the family's episodes (max over post-onset decisions, 1)",
     "tpr_at_fpr": "highest episode-level TPR with empirical ID false-positive rate <= fpr",
-    "tpr_at_stop": "fraction of shifted episodes whose post-onset max C³ risk > STOP threshold "
+    "tpr_at_stop": "fraction of shifted episodes whose post-onset max monitor risk > STOP threshold "
     "(Wilson 95%)",
     "tpr_at_slow": "same with the SLOW threshold",
-    "false_stop": "fraction of ID-test episodes whose max C³ risk > STOP (Wilson 95%)",
+    "false_stop": "fraction of ID-test episodes whose max monitor risk > STOP (Wilson 95%)",
     "false_stop_before_onset": "fraction of mid-onset shifted episodes with risk > STOP at a "
     "decision before the onset",
     "stopped_before_failure": "among episodes with failure_step, the first decision with risk > "
@@ -996,12 +996,12 @@ def format_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
     detectors = list(report["detectors"])
     fpr = report["options"]["fpr"]
     fpr_key = f"{fpr:g}FPR"
-    baseline_cols = [k for k in detectors if k != "c3_risk"]
+    baseline_cols = [k for k in detectors if k != "monitor"]
     header = [
         "family",
         "ep (shift)",
-        "C³ risk AUROC ep/dec",
-        f"C³ TPR@{fpr_key}",
+        "monitor AUROC ep/dec",
+        f"monitor TPR@{fpr_key}",
         *[f"{k} ep" for k in baseline_cols],
         "TPR@STOP",
         "TPR@SLOW",
@@ -1035,8 +1035,8 @@ def format_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
             [
                 fam,
                 str(m["episodes"]),
-                f"{_f(det['c3_risk']['episode']['auroc'])}/{_f(det['c3_risk']['decision']['auroc'])}",
-                _f(det["c3_risk"]["episode"][f"tpr_at_fpr{fpr:g}"]),
+                f"{_f(det['monitor']['episode']['auroc'])}/{_f(det['monitor']['decision']['auroc'])}",
+                _f(det["monitor"]["episode"][f"tpr_at_fpr{fpr:g}"]),
                 *[_f(det[k]["episode"]["auroc"]) for k in baseline_cols],
                 _short_rate(m["tpr_at_stop"]),
                 _short_rate(m["tpr_at_slow"]),
@@ -1052,7 +1052,7 @@ def format_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
         [
             "mean over families",
             "",
-            _f(mean.get("c3_risk")),
+            _f(mean.get("monitor")),
             "",
             *[_f(mean.get(k)) for k in baseline_cols],
             *[""] * 7,
@@ -1082,7 +1082,7 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         *["| " + " | ".join(r) + " |" for r in rows],
         "",
         "Rates are `rate [Wilson 95%] (k/n)` (TPR columns: `rate (k/n)`, Wilson intervals in "
-        "evaluation.json). `C³ TPR@…FPR` is the episode-level TPR at that empirical ID "
+        "evaluation.json). `monitor TPR@…FPR` is the episode-level TPR at that empirical ID "
         "false-positive rate. `false-stop` is over ID-test episodes in the "
         "in_distribution row and *before the onset* (mid-onset episodes) in the family rows. "
         "`ep` = episode-level AUROC (per-episode max score), `dec` = decision-level AUROC.",
@@ -1110,7 +1110,7 @@ def format_markdown(report: Mapping[str, Any]) -> str:
 
 
 SIDE_BY_SIDE_NAMES = {
-    "c3_risk": "monitor (fused risk)",
+    "monitor": "monitor (fused risk)",
     "fiper": "FIPER",
     "fiper_rnd_oe": "FIPER RND-OE only",
     "fiper_ace": "FIPER ACE only",
@@ -1201,12 +1201,12 @@ def plot_rocs(
             if not neg or not ps:
                 continue
             curve = roc(np.r_[neg, ps], np.r_[np.zeros(len(neg)), np.ones(len(ps))])
-            style = "-" if k == "c3_risk" else ("--" if k == "oracle" else ":")
+            style = "-" if k == "monitor" else ("--" if k == "oracle" else ":")
             ax.plot(
                 curve.fpr,
                 curve.tpr,
                 style,
-                lw=2 if k == "c3_risk" else 1.2,
+                lw=2 if k == "monitor" else 1.2,
                 label=f"{k} ({curve.auroc:.2f})",
             )
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)

@@ -36,7 +36,10 @@ Why this shape:
   exponential tail fitted above the reference's 90% quantile (thresholds live there). So a risk of 0.99 means
   "higher than 99% of what the model produced on in-distribution data", whatever the signal's
   units. Several signals are fused by the maximum of their ``p_s`` (an alarm from either kind
-  of evidence counts).
+  of evidence counts). On the ``episode`` scale (``calibrate``'s default since v0.8) the
+  reference is instead each in-distribution episode's *maximum* of the signal, so every
+  signal's rank means "above what it reached in that share of normal episodes" and one
+  signal's rare in-distribution excursions no longer set the threshold for all of them.
 * **Thresholds** on that risk (SLOW, STOP) are then chosen by split-conformal calibration on a
   *different* set of in-distribution episodes (see :mod:`world_monitor.runtime.calibrate`), so the
   CDF fit does not leak into the false-alarm guarantee.
@@ -44,6 +47,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +64,7 @@ __all__ = [
     "RiskCalibration",
     "RiskConfig",
     "RiskError",
+    "SCALES",
     "c3_signals",
     "confidence_summaries",
     "format_risk",
@@ -108,6 +113,8 @@ CALIBRATION_VERSION = 1
 RANK_RTOL = 1e-5
 #: Fewest in-distribution scores a signal's reference may hold (fewer cannot rank a decision).
 MIN_REFERENCE = 10
+#: What a signal's value is ranked against (:attr:`RiskConfig.scale`).
+SCALES = ("decision", "episode")
 
 
 class RiskError(ValueError):
@@ -123,7 +130,18 @@ class RiskConfig:
     #: A latent element "is doubted" when q̂ < confidence_level (``c3_fraction``, localisation).
     confidence_level: float = 0.5
     #: Signals fused into the risk (any of :data:`SIGNALS`).
-    signals: tuple[str, ...] = ("c3_fraction", "recon", "recon_patch", "colour", "motion")
+    signals: tuple[str, ...] = (
+        "c3_fraction",
+        "recon",
+        "recon_patch",
+        "colour",
+        "motion",
+        "selfcheck",
+    )
+    #: What each signal is ranked against before the maximum (:data:`SCALES`): ``decision`` =
+    #: in-distribution decisions, ``episode`` = in-distribution episodes' maxima of the signal
+    #: (:meth:`RiskCalibration.signal_risk`). ``decision`` for calibrations made before it existed.
+    scale: str = "decision"
 
     def __post_init__(self) -> None:
         if not 0 < self.epsilon <= 2:
@@ -133,12 +151,15 @@ class RiskConfig:
         unknown = [s for s in self.signals if s not in SIGNALS]
         if unknown or not self.signals:
             raise RiskError(f"risk.signals {list(self.signals)}: choose from {list(SIGNALS)}")
+        if self.scale not in SCALES:
+            raise RiskError(f"risk.scale {self.scale!r}: choose from {list(SCALES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "epsilon": self.epsilon,
             "confidence_level": self.confidence_level,
             "signals": list(self.signals),
+            "scale": self.scale,
         }
 
     @classmethod
@@ -148,6 +169,7 @@ class RiskConfig:
                 epsilon=float(data["epsilon"]),
                 confidence_level=float(data["confidence_level"]),
                 signals=tuple(str(s) for s in data["signals"]),
+                scale=str(data.get("scale", "decision")),
             )
         except (KeyError, TypeError) as exc:
             raise RiskError(f"calibration.risk: missing or ill-typed field ({exc})") from exc
@@ -180,6 +202,18 @@ def world_model_calibration(info: Mapping[str, Any], epsilon: float) -> RiskCali
     }
     for name in constant_signals(reference):
         reference.pop(name)
+    episodes = info.get("world_model_episode_reference")
+    if isinstance(episodes, Mapping):  # the episode scale, as the gate's risk (calibrate)
+        episode_ref = {k: np.asarray(episodes.get(k, ()), dtype=np.float64) for k in reference}
+        reference = {k: v for k, v in reference.items() if len(episode_ref[k]) >= MIN_REFERENCE}
+        for name in constant_signals({k: episode_ref[k] for k in reference}):
+            reference.pop(name)
+        if not reference:
+            return None
+        config = RiskConfig(epsilon=epsilon, signals=tuple(reference), scale="episode")
+        return RiskCalibration(
+            config, reference, episode_reference={k: episode_ref[k] for k in reference}
+        )
     if not reference:
         return None
     config = RiskConfig(epsilon=epsilon, signals=tuple(reference))
@@ -293,24 +327,20 @@ class RiskCalibration:
     slow_threshold: float = 1.0
     stop_threshold: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)
-    #: signal -> (u, ECDF at u, mean exceedance) of its tail, derived from ``reference`` lazily
-    _tails: dict[str, tuple[float, float, float]] = field(
+    #: signal -> sorted per-episode maxima of the signal on in-distribution episodes (the
+    #: ``episode`` scale; empty for the ``decision`` scale)
+    episode_reference: dict[str, np.ndarray] = field(default_factory=dict)
+    #: (scale, signal) -> (u, ECDF at u, mean exceedance) of its tail, derived lazily
+    _tails: dict[tuple[str, str], tuple[float, float, float]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
-        for name in self.config.signals:
-            ref = self.reference.get(name)
-            if ref is None or len(ref) < MIN_REFERENCE:
-                raise RiskError(
-                    f"calibration.reference[{name!r}]: need >= {MIN_REFERENCE} in-distribution "
-                    "scores, "
-                    f"got {0 if ref is None else len(ref)}"
-                )
-            arr = np.sort(np.asarray(ref, dtype=np.float64))
-            if not np.isfinite(arr).all():
-                raise RiskError(f"calibration.reference[{name!r}] contains NaN/Inf")
-            self.reference[name] = arr
+        self.reference = _checked_references(self.reference, self.config.signals, "reference")
+        if self.config.scale == "episode":
+            self.episode_reference = _checked_references(
+                self.episode_reference, self.config.signals, "episode_reference"
+            )
         if not 0.0 <= self.slow_threshold <= self.stop_threshold <= 1.0:
             raise RiskError(
                 f"calibration thresholds must satisfy 0 <= slow ({self.slow_threshold}) <= "
@@ -319,6 +349,15 @@ class RiskCalibration:
 
     def signal_risk(self, scores: Mapping[str, float]) -> dict[str, float]:
         """Each configured signal's in-distribution rank in [0, 1).
+
+        On the ``episode`` scale the rank is among in-distribution **episodes' maxima** of the
+        signal, so 0.99 reads "higher than this signal ever got in 99% of normal episodes".
+        Why: the gate's guarantee is per episode, and on the ``decision`` scale the signal with
+        the heaviest per-episode tail set the fused STOP threshold for every signal — measured
+        on the shipped bundle, one ``motion`` and one ``c3_fraction`` outlier among 100
+        calibration episodes put STOP at a decision rank of 1 − 8e-6, so a signal with a light
+        tail (``colour``, ``selfcheck`` on a lens smudge) could be far above anything normal and
+        still never reach it.
 
         A history signal (:data:`HISTORY_SIGNALS`) missing from ``scores`` is undefined at this
         decision and ranks 0; any other missing signal is an error.
@@ -343,13 +382,14 @@ class RiskCalibration:
                 continue
             if name not in scores:
                 raise RiskError(f"signal {name!r} missing from the decision's scores")
-            ref = self.reference[name]
+            scale = self.config.scale
+            ref = self.episode_reference[name] if scale == "episode" else self.reference[name]
             value = float(scores[name])
             if not np.isfinite(value):
                 raise RiskError(f"signal {name!r} is not finite ({value})")
             tol = RANK_RTOL * max(abs(value), 1e-12)
             rank = int(np.searchsorted(ref, value + tol, side="right"))
-            u, p_u, beta = self._tail(name)
+            u, p_u, beta = self._tail(scale, name, ref)
             if beta > 0 and value > u:
                 # a score within the tie tolerance of a reference score takes that score's
                 # value, so backends that differ by ~1e-6 (or identical frames) rank equally
@@ -360,16 +400,15 @@ class RiskCalibration:
             out[name] = float(rank / (len(ref) + 1))
         return out
 
-    def _tail(self, name: str) -> tuple[float, float, float]:
+    def _tail(self, scale: str, name: str, ref: np.ndarray) -> tuple[float, float, float]:
         """(u, ECDF at u, mean exceedance over u) of a signal's reference (cached)."""
         cache = self._tails
-        if name not in cache:
-            ref = self.reference[name]
+        if (scale, name) not in cache:
             u = float(np.quantile(ref, TAIL_QUANTILE))
             p_u = float(np.searchsorted(ref, u, side="right") / (len(ref) + 1))
             exceed = ref[ref > u] - u
-            cache[name] = (u, p_u, float(exceed.mean()) if exceed.size else 0.0)
-        return cache[name]
+            cache[scale, name] = (u, p_u, float(exceed.mean()) if exceed.size else 0.0)
+        return cache[scale, name]
 
     def risk(self, scores: Mapping[str, float]) -> float:
         """The fused risk: the largest per-signal CDF value."""
@@ -380,6 +419,16 @@ class RiskCalibration:
             "version": CALIBRATION_VERSION,
             "risk": self.config.to_dict(),
             "reference": {k: [float(x) for x in self.reference[k]] for k in self.config.signals},
+            **(
+                {
+                    "episode_reference": {
+                        k: [float(x) for x in self.episode_reference[k]]
+                        for k in self.config.signals
+                    }
+                }
+                if self.config.scale == "episode"
+                else {}
+            ),
             "thresholds": {"slow": self.slow_threshold, "stop": self.stop_threshold},
             **self.info,
         }
@@ -396,14 +445,17 @@ class RiskCalibration:
         try:
             config = RiskConfig.from_dict(data["risk"])
             reference = {k: np.asarray(v, dtype=np.float64) for k, v in data["reference"].items()}
+            episode_reference = {
+                k: np.asarray(v, dtype=np.float64)
+                for k, v in dict(data.get("episode_reference") or {}).items()
+            }
             thresholds = data["thresholds"]
             slow, stop = float(thresholds["slow"]), float(thresholds["stop"])
         except (KeyError, TypeError, ValueError) as exc:
             raise RiskError(f"calibration.json: missing or ill-typed field ({exc})") from exc
-        info = {
-            k: v for k, v in data.items() if k not in ("version", "risk", "reference", "thresholds")
-        }
-        return cls(config, reference, slow, stop, info)
+        skip = ("version", "risk", "reference", "episode_reference", "thresholds")
+        info = {k: v for k, v in data.items() if k not in skip}
+        return cls(config, reference, slow, stop, info, episode_reference)
 
     @classmethod
     def fit_reference(
@@ -421,4 +473,48 @@ class RiskCalibration:
             name: np.asarray([d[name] for d in decisions if name in d], dtype=np.float64)
             for name in config.signals
         }
+        if config.scale == "episode":
+            raise RiskError("the episode scale needs episodes: use fit_episode_reference")
         return cls(config, reference)
+
+    @classmethod
+    def fit_episode_reference(
+        cls, config: RiskConfig, episodes: Sequence[Sequence[Mapping[str, float]]]
+    ) -> RiskCalibration:
+        """Both references from in-distribution episodes (each a list of decisions' raw scores):
+        every decision for the ``decision`` reference, each episode's maximum per signal for the
+        ``episode`` one (a history signal: over the decisions where it was defined; episodes
+        where it never was leave no maximum)."""
+        decisions = [d for ep in episodes for d in ep]
+        flat = cls.fit_reference(dataclasses.replace(config, scale="decision"), decisions)
+        maxima = {
+            name: np.asarray(
+                [
+                    max(d[name] for d in ep if name in d)
+                    for ep in episodes
+                    if any(name in d for d in ep)
+                ],
+                dtype=np.float64,
+            )
+            for name in config.signals
+        }
+        return cls(config, flat.reference, episode_reference=maxima)
+
+
+def _checked_references(
+    refs: Mapping[str, Any], signals: Sequence[str], what: str
+) -> dict[str, np.ndarray]:
+    """Sorted, finite references of at least :data:`MIN_REFERENCE` values for every signal."""
+    out = dict(refs)
+    for name in signals:
+        ref = refs.get(name)
+        if ref is None or len(ref) < MIN_REFERENCE:
+            raise RiskError(
+                f"calibration.{what}[{name!r}]: need >= {MIN_REFERENCE} in-distribution "
+                f"scores, got {0 if ref is None else len(ref)}"
+            )
+        arr = np.sort(np.asarray(ref, dtype=np.float64))
+        if not np.isfinite(arr).all():
+            raise RiskError(f"calibration.{what}[{name!r}] contains NaN/Inf")
+        out[name] = arr
+    return out
