@@ -452,6 +452,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         EvaluateOptions,
         evaluate_bundle,
         format_table,
+        localisation_lines,
         side_by_side_lines,
     )
     from world_monitor.runtime.severity import format_severity_markdown
@@ -509,7 +510,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     for name, status in report["baselines_status"].items():
         print(f"  {name}: {status}")
-    for line in side_by_side_lines(report):
+    for line in [*side_by_side_lines(report), *localisation_lines(report)]:
         print(line)
     sweep = report["severity_sweep"]
     if sweep["run"]:

@@ -189,6 +189,7 @@ def test_evaluate_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> 
         "in_distribution",
         "families",
         "mean_over_families",
+        "localisation_goals",
         "dynamics_note",
         "baselines_status",
         "definitions",
@@ -246,6 +247,7 @@ def test_evaluate_end_to_end(world: tuple[Path, Path, Path], tmp_path: Path) -> 
     peer_scores = [d["fail_detect"] for e in doc["episodes"] for d in e["decisions"]]
     assert all(v is not None and math.isfinite(v) for v in peer_scores)
     assert "## The monitor and its peers, side by side" in md and "| FAIL-Detect |" in md
+    assert "## Localisation against the goals" in md and "| lighting | whole frame |" in md
 
 
 def test_evaluate_cli_with_ensemble(
@@ -391,3 +393,32 @@ def test_severity_sweep_end_to_end(world: tuple[Path, Path, Path], tmp_path: Pat
     md = (tmp_path / "eval" / "evaluation.md").read_text()
     assert "## By severity" in md and "| lighting |" in md
     assert (tmp_path / "eval" / "severity.png").is_file()
+
+
+def test_localisation_is_scored_against_the_goals_by_kind_of_shift() -> None:
+    from world_monitor.runtime.evaluate import localisation_goals, localisation_lines
+
+    fams = {
+        "distractor": {
+            "localisation": {"box_iou": 0.62, "center_distance": 0.05, "time_distance_pct": 4.0}
+        },
+        "unseen_object": {
+            "localisation": {"box_iou": 0.29, "center_distance": 0.2, "time_distance_pct": 36.0}
+        },
+        "lighting": {
+            "localisation": {"box_iou": 0.22, "center_distance": 0.14, "time_distance_pct": 3.3}
+        },
+        "dynamics": {
+            "localisation": {"box_iou": None, "center_distance": None, "time_distance_pct": 47.0}
+        },
+    }
+    goals = localisation_goals(fams)
+    assert goals["distractor"]["kind"] == "local" and goals["distractor"]["iou_goal_met"] is True
+    assert goals["unseen_object"]["iou_goal_met"] is False
+    assert goals["unseen_object"]["onset_goal_met"] is False
+    # a whole-frame shift has no IoU goal (its truth box is the frame), only the onset one
+    assert goals["lighting"]["kind"] == "whole frame" and goals["lighting"]["iou_goal_met"] is None
+    assert goals["lighting"]["onset_goal_met"] is True
+    assert goals["dynamics"]["kind"] == "not visible"
+    md = "\n".join(localisation_lines({"localisation_goals": goals}))
+    assert "| unseen_object | local | 0.29 | 0.20 | 36.0 | **not met** | **not met** |" in md

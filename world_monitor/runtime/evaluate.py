@@ -88,6 +88,8 @@ __all__ = [
     "evaluate_bundle",
     "format_table",
     "localisation",
+    "localisation_goals",
+    "localisation_lines",
     "select_test_records",
     "side_by_side",
     "side_by_side_lines",
@@ -134,6 +136,13 @@ DETECTOR_LABELS = {
     "oracle": "oracle: true prediction error (after the fact)",
     **PEER_LABELS,
 }
+#: Families whose shift occupies a local region of the frame (issue 16 §5: box IoU goal).
+LOCAL_FAMILIES = ("unseen_object", "distractor", "ee_appearance")
+#: Families whose shift changes the whole frame: scored with the whole frame as the truth box.
+WHOLE_FRAME_FAMILIES = ("lighting", "table_color", "camera_pose")
+#: DeepTraceReward-style localisation goals (issue 16 §5).
+IOU_GOAL = 0.5
+ONSET_GOAL_PCT = 10.0
 #: Appearance families: the shift is visible in the camera frame itself.
 APPEARANCE_FAMILIES = (
     "lighting",
@@ -318,6 +327,60 @@ def localisation(episodes: Sequence[EpisodeEval], slow: float) -> dict[str, Any]
     return out
 
 
+def localisation_goals(families: Mapping[str, Any]) -> dict[str, Any]:
+    """Each family's localisation against the goals: box IoU ≥ :data:`IOU_GOAL` where the shift
+    is local, onset distance ≤ :data:`ONSET_GOAL_PCT` % everywhere. Whole-frame shifts are
+    scored against their ground-truth mask, which the simulator makes the whole frame."""
+    out = {}
+    for fam, m in families.items():
+        loc = m.get("localisation", {})
+        iou, onset = loc.get("box_iou"), loc.get("time_distance_pct")
+        kind = (
+            "local"
+            if fam in LOCAL_FAMILIES
+            else "whole frame"
+            if fam in WHOLE_FRAME_FAMILIES
+            else "not visible"
+        )
+        out[fam] = {
+            "kind": kind,
+            "box_iou": iou,
+            "center_distance": loc.get("center_distance"),
+            "onset_distance_pct": onset,
+            "iou_goal_met": (iou is not None and iou >= IOU_GOAL) if kind == "local" else None,
+            "onset_goal_met": onset is not None and onset <= ONSET_GOAL_PCT,
+        }
+    return out
+
+
+def localisation_lines(report: Mapping[str, Any]) -> list[str]:
+    """The goals table of :func:`localisation_goals` as markdown."""
+    goals = report.get("localisation_goals") or {}
+    if not goals:
+        return []
+
+    def met(v: bool | None) -> str:
+        return "—" if v is None else ("met" if v else "**not met**")
+
+    lines = [
+        "## Localisation against the goals (issue 16 §5)",
+        f"Box IoU ≥ {IOU_GOAL:g} on local shifts, onset distance ≤ {ONSET_GOAL_PCT:g} % of the "
+        "episode on every family; whole-frame shifts are scored with the whole frame as the "
+        "truth box (their ground-truth mask), a shift not visible in any frame (dynamics) by its "
+        "onset only.",
+        "",
+        "| family | kind | box IoU | centre distance | onset distance % | IoU goal | onset goal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for fam, g in goals.items():
+        lines.append(
+            f"| {fam} | {g['kind']} | {_f(g['box_iou'])} | {_f(g['center_distance'])} | "
+            f"{_f(g['onset_distance_pct'], 1)} | {met(g['iou_goal_met'])} | "
+            f"{met(g['onset_goal_met'])} |"
+        )
+    return [*lines, ""]
+
+
 def _first_true_box(ep: EpisodeEval) -> Box | None:
     return next((d.true_box for d in ep.decisions if d.post and d.true_box), None)
 
@@ -467,6 +530,7 @@ def compute_metrics(
             "localisation": localisation(eps, slow),
         }
     out["mean_over_families"] = _mean_over_families(out["families"], detectors)
+    out["localisation_goals"] = localisation_goals(out["families"])
     out["dynamics_note"] = _dynamics_note(out["families"])
     if alarms:
         out["side_by_side"] = side_by_side(episodes, alarms)
@@ -1098,6 +1162,7 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         ],
         "",
         *side_by_side_lines(report),
+        *localisation_lines(report),
         "## Dynamics vs appearance",
         report["dynamics_note"],
         "",
