@@ -318,6 +318,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             f"  alert {alert['start']:.3f}-{alert['end']:.3f} s {alert['decision']} "
             f"{','.join(alert['reasons'])} box={alert['box']} onset_step={alert['onset_step']}"
         )
+    drift = s["session"]["counts"].get("calibration_drift_decisions", 0)
+    if drift:
+        print(
+            f"WARN calibration_drift: at {drift} of {s['session']['counts']['decisions']} "
+            "decisions the model's confidence was wrong beyond anything seen in calibration "
+            "(selfcheck above its calibration maximum): the calibrated bounds may not hold for "
+            "this camera and scene"
+        )
     if not s["messages"]["accounted"]:
         print(f"  accounting problems: {s['messages']['problems']}")
     print(f"bag: {result.bag_path}\nsummary: {result.summary_path}")
@@ -450,6 +458,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from world_monitor.runtime.evaluate import (
         BASELINES,
         EvaluateOptions,
+        calibration_drift_lines,
         evaluate_bundle,
         format_table,
         localisation_lines,
@@ -510,7 +519,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     for name, status in report["baselines_status"].items():
         print(f"  {name}: {status}")
-    for line in [*side_by_side_lines(report), *localisation_lines(report)]:
+    for line in [
+        *side_by_side_lines(report),
+        *localisation_lines(report),
+        *calibration_drift_lines(report),
+    ]:
         print(line)
     sweep = report["severity_sweep"]
     if sweep["run"]:

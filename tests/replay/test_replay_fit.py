@@ -75,3 +75,33 @@ def test_the_cli_exits_2_with_one_line(make_bag, fake_monitor, monkeypatch, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
     assert err[0].startswith("world-monitor replay: error:") and "action dim 7" in err[0]
+
+
+def test_the_cli_warns_when_the_calibration_drifted(monkeypatch, capsys, tmp_path) -> None:
+    """Issue 16 §3: `calibration_drift` is a WARN on /diagnostics and, after a replay, one
+    line saying at how many decisions it held (absent when it never did)."""
+    import world_monitor.replay as replay_pkg
+    from world_monitor import cli
+
+    def fake(drift: int):
+        summary = {
+            "messages": {"read": 10, "accounted": True},
+            "image_topic": "/camera",
+            "action_topic": "/chunk",
+            "session": {
+                "alerts": [],
+                "counts": {"decisions": 8, "calibration_drift_decisions": drift},
+            },
+            "lock": {"final": False},
+        }
+        return lambda *a, **k: types.SimpleNamespace(
+            summary=summary, bag_path=tmp_path / "out", summary_path=tmp_path / "s.json"
+        )
+
+    monkeypatch.setattr(replay_pkg, "replay_bag", fake(3))
+    assert cli.main(["replay", str(tmp_path), "--bundle", "B", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "WARN calibration_drift: at 3 of 8 decisions" in out
+    monkeypatch.setattr(replay_pkg, "replay_bag", fake(0))
+    assert cli.main(["replay", str(tmp_path), "--bundle", "B", "--no-progress"]) == 0
+    assert "calibration_drift" not in capsys.readouterr().out

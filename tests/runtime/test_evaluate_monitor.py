@@ -422,3 +422,35 @@ def test_localisation_is_scored_against_the_goals_by_kind_of_shift() -> None:
     assert goals["dynamics"]["kind"] == "not visible"
     md = "\n".join(localisation_lines({"localisation_goals": goals}))
     assert "| unseen_object | local | 0.29 | 0.20 | 36.0 | **not met** | **not met** |" in md
+
+
+def test_calibration_drift_is_counted_per_family_before_and_after_the_onset() -> None:
+    from world_monitor.runtime.evaluate import calibration_drift_counts, calibration_drift_lines
+
+    def ep(eid: str, family: str, checks: list[float], onset: int | None = None) -> EpisodeEval:
+        e = EpisodeEval(eid, family, onset, None, length=20, fps=10.0)
+        for i, v in enumerate(checks):
+            t = 1 + 4 * i
+            post = family != "in_distribution" and t >= (onset or 0)
+            e.decisions.append(DecisionScore(t, post, {"selfcheck": v}))
+        return e
+
+    info = {"world_model_reference": {"selfcheck": [0.1 * i for i in range(11)]}}  # max 1.0
+    eps = [
+        ep("i0", "in_distribution", [math.nan, 0.5, 0.9]),
+        ep("i1", "in_distribution", [math.nan, 1.2, 0.3]),  # drifts in distribution
+        ep("l0", "lighting", [0.2, 0.4, 1.5], onset=5),  # after the onset only
+        ep("l1", "lighting", [1.1, 0.2, 0.2], onset=9),  # before the onset only
+    ]
+    drift = calibration_drift_counts(eps, info)
+    assert drift is not None and drift["bound"] == pytest.approx(1.0)
+    assert list(drift["families"]) == ["in_distribution", "lighting"]
+    assert drift["families"]["in_distribution"] == {
+        "episodes": 2,
+        "before_onset": 1,
+        "after_onset": 0,
+    }
+    assert drift["families"]["lighting"] == {"episodes": 2, "before_onset": 1, "after_onset": 1}
+    lines = calibration_drift_lines({"calibration_drift": drift})
+    assert lines[0].startswith("WARN calibration_drift: 1 of 2 in-distribution episodes")
+    assert calibration_drift_counts(eps, {}) is None  # a calibration without the reference

@@ -88,6 +88,8 @@ __all__ = [
     "evaluate_bundle",
     "format_table",
     "localisation",
+    "calibration_drift_counts",
+    "calibration_drift_lines",
     "localisation_goals",
     "localisation_lines",
     "select_test_records",
@@ -801,6 +803,7 @@ def evaluate_bundle(
     metrics = compute_metrics(
         episodes, slow=slow, stop=stop, detectors=detectors, fpr=opts.fpr, alarms=alarms
     )
+    metrics["calibration_drift"] = calibration_drift_counts(episodes, monitor.calibration.info)
     default_severity = {fam: rec["severity"] for fam, rec in records if fam != ID_FAMILY}
     sweep = run_severity_sweep(
         monitor, ds, data, episodes, metrics, default_severity, opts, out_dir
@@ -851,6 +854,60 @@ def evaluate_bundle(
     (out_dir / "evaluation.md").write_text(format_markdown(report), encoding="utf-8")
     LOG.info("evaluated %d episodes in %.1f s -> %s", len(episodes), seconds, out_dir)
     return report
+
+
+def calibration_drift_counts(
+    episodes: Sequence[EpisodeEval], info: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Per family, episodes in which some decision's ``selfcheck`` exceeded every calibration
+    value — the rule of :meth:`Monitor.calibration_drift
+    <world_monitor.runtime.monitor.Monitor.calibration_drift>`, the node's ``/diagnostics``
+    WARN — before and after the onset. ``None`` without the calibration's reference."""
+    ref = (info.get("world_model_reference") or {}).get("selfcheck") or []
+    if len(ref) < 10:
+        return None
+    bound = float(max(ref))
+    fams: dict[str, dict[str, int]] = {}
+    for ep in episodes:
+        row = fams.setdefault(ep.family, {"episodes": 0, "before_onset": 0, "after_onset": 0})
+        row["episodes"] += 1
+        values = [(d.post, d.scores.get("selfcheck", math.nan)) for d in ep.decisions]
+        pre = any(v > bound for post, v in values if not post and not math.isnan(v))
+        post = any(v > bound for post, v in values if post and not math.isnan(v))
+        row["before_onset"] += int(pre)
+        row["after_onset"] += int(post)
+    order = sorted(fams, key=lambda f: (f != ID_FAMILY, f))  # in-distribution first
+    return {"bound": bound, "families": {f: fams[f] for f in order}}
+
+
+def calibration_drift_lines(report: Mapping[str, Any]) -> list[str]:
+    """A WARN line when in-distribution episodes drift (the calibration no longer describes
+    the data), then the per-family counts."""
+    drift = report.get("calibration_drift")
+    if not drift:
+        return []
+    fams = drift["families"]
+    ind = fams.get(ID_FAMILY, {"episodes": 0, "before_onset": 0})
+    lines = []
+    if ind["before_onset"]:
+        lines.append(
+            f"WARN calibration_drift: {ind['before_onset']} of {ind['episodes']} in-distribution "
+            "episodes had a decision whose selfcheck exceeded every calibration value: the "
+            "calibrated bounds may not describe this data"
+        )
+    lines += [
+        f"## calibration_drift (selfcheck above its calibration maximum {drift['bound']:.4f})",
+        "",
+        "| family | episodes | drift before the onset | drift after the onset |",
+        "|---|---|---|---|",
+        *[
+            f"| {f} | {r['episodes']} | {r['before_onset']} | "
+            f"{r['after_onset'] if f != ID_FAMILY else '—'} |"
+            for f, r in fams.items()
+        ],
+        "",
+    ]
+    return lines
 
 
 def _fit_peers(monitor: Any, ds: Any, opts: EvaluateOptions) -> tuple[PeerDetectors | None, str]:
@@ -1163,6 +1220,7 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         "",
         *side_by_side_lines(report),
         *localisation_lines(report),
+        *calibration_drift_lines(report),
         "## Dynamics vs appearance",
         report["dynamics_note"],
         "",
