@@ -143,6 +143,8 @@ def test_inspect_bag_counts_every_message(
         (["simulate", "data=nope"], "Could not find 'data/nope'"),
         (["inspect", "/nonexistent/path"], "/nonexistent/path"),
         (["simulate", "sim.image_size=8", "--out", "/tmp/never"], "image_size"),
+        # hydra's message has a hint on a second line: still one line (issue 18)
+        (["simulate", "foo.bar=1", "--out", "/tmp/never"], "To append to your config use"),
     ],
 )
 def test_user_errors_are_one_clear_line(
@@ -152,6 +154,7 @@ def test_user_errors_are_one_clear_line(
     err = capsys.readouterr().err
     assert needle in err
     assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_corrupt_bag_is_a_clear_error(

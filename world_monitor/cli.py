@@ -1274,7 +1274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as exc:
         if args.debug:
             raise
-        print(f"world-monitor {args.command}: error: {exc}", file=sys.stderr)
+        # one line, whatever the library put in the message (hydra adds a hint on a 2nd line)
+        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"world-monitor {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 
