@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
 import pytest
 
 from world_monitor.report.html import build_report
@@ -220,3 +221,25 @@ def test_thresholds_near_one_keep_their_digits(synthetic_run_dir: Path) -> None:
     build_report(synthetic_run_dir)
     index = (synthetic_run_dir / "report" / "index.html").read_text(encoding="utf-8")
     assert "0.99999961" in index and ">1.0000<" not in index
+
+
+def test_risk_is_drawn_on_a_logit_axis_where_slow_and_stop_are_apart() -> None:
+    """Issue 18: on a linear axis SLOW (0.98) and STOP (0.9967) draw on top of each other; on
+    the logit axis they are apart, and a risk beyond the axis is drawn at its edge."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from world_monitor.report.html import RISK_AXIS, _on_risk_axis, _risk_axis
+
+    fig, ax = plt.subplots()
+    _risk_axis(ax)
+    assert ax.get_yscale() == "logit" and ax.get_ylim() == pytest.approx(RISK_AXIS)
+    to_px = ax.transData.transform
+    slow_px, stop_px = to_px([(0, 0.98), (0, 0.9967)])[:, 1]
+    assert stop_px - slow_px > 0.08 * ax.bbox.height  # distinguishable, not one line
+    plt.close(fig)
+    clipped = _on_risk_axis([0.0, 0.5, 1.0, float("nan")])
+    assert clipped[0] == RISK_AXIS[0] and clipped[1] == 0.5 and clipped[2] == RISK_AXIS[1]
+    assert np.isnan(clipped[3])

@@ -359,6 +359,32 @@ def _axhlines(ax: Any, run: Mapping[str, Any]) -> None:
         )
 
 
+#: the risk axis spans these ranks on a logit scale (0 and 1 themselves cannot be drawn on it)
+RISK_AXIS = (0.01, 1.0 - 1e-6)
+
+
+def _risk_axis(ax: Any) -> None:
+    """Risk on a logit axis: the SLOW and STOP thresholds sit in the top percent of the rank
+    scale, so on a linear axis their lines (0.98, 0.9967 for the shipped bundle; 0.9989 and
+    0.99999961 before v0.8) drew on top of each other and no timeline showed how close a risk
+    came to STOP (issue 18). The logit scale spreads the nines apart and labels the ticks with
+    the risk itself; a risk of exactly 0 or 1 (a refused decision) is drawn at the axis edge."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ax.set_yscale("logit", nonpositive="clip")
+    ax.set_ylim(*RISK_AXIS)
+    ticks = [0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_yticklabels([f"{v:g}" for v in ticks], fontsize=7)
+
+
+def _on_risk_axis(r: Any) -> np.ndarray:
+    """Risks clipped into :data:`RISK_AXIS` so that a rank beyond the axis (far out in a
+    signal's fitted tail) is drawn at its edge instead of off the chart; NaN stays NaN."""
+    return np.clip(np.asarray(r, dtype=np.float64), *RISK_AXIS)
+
+
 def _ordered(preferred: Iterable[Any], present: Iterable[str]) -> list[str]:
     """``present`` in the run's declared order, unknown ones after it (sorted)."""
     present = list(dict.fromkeys(present))
@@ -487,7 +513,7 @@ def plot_risk_timelines(episodes: Sequence[_Episode], run: Mapping[str, Any], pa
             t1 = max(int(t.max()) for t, _ in runs)
             grid = np.full((len(runs), t1 - t0 + 1), np.nan)
             for i, (t, r) in enumerate(runs):
-                grid[i, t - t0] = r
+                grid[i, t - t0] = _on_risk_axis(r)
             have = np.isfinite(grid).any(axis=0)
             med = np.full(grid.shape[1], np.nan)
             q1, q3 = med.copy(), med.copy()
@@ -498,6 +524,7 @@ def plot_risk_timelines(episodes: Sequence[_Episode], run: Mapping[str, Any], pa
             ax.plot(xs, med, color=colours[pol], lw=1.5, label=f"{_mpl(pol)} (n={len(runs)})")
             ax.fill_between(xs, q1, q3, color=colours[pol], alpha=0.15, lw=0)
         _axhlines(ax, run)
+        _risk_axis(ax)
         ax.set_title(_mpl(sc), fontsize=10)
         ax.set_xlabel(f"time since shift onset ({unit})" if sc in aligned else f"time ({unit})")
         if sc in aligned:
@@ -507,7 +534,7 @@ def plot_risk_timelines(episodes: Sequence[_Episode], run: Mapping[str, Any], pa
     for ax in axes[len(scenarios) :]:
         ax.set_visible(False)
     for ax in axes[::ncols]:
-        ax.set_ylabel("risk (median, IQR band)")
+        ax.set_ylabel("risk (median, IQR; logit scale)")
     fig.suptitle("gated runs: risk over time vs thresholds", fontsize=11)
     fig.tight_layout()
     _save(fig, path)
@@ -552,10 +579,10 @@ def plot_episode_timeline(ep: _Episode, run: Mapping[str, Any], path: Path) -> N
         )
         labelled.add(name)
     if len(t):
-        ax.plot(t * scale, r, color="#1f4e79", lw=1.5, label="risk")
+        ax.plot(t * scale, _on_risk_axis(r), color="#1f4e79", lw=1.5, label="risk")
         missing = np.isfinite(t) & ~np.isfinite(r)
         if missing.any():
-            top = np.nanmax(r) if np.isfinite(r).any() else 1.0
+            top = RISK_AXIS[1]  # fail-closed: drawn at the top of the axis
             ax.plot(
                 t[missing] * scale,
                 np.full(missing.sum(), top),
@@ -570,7 +597,7 @@ def plot_episode_timeline(ep: _Episode, run: Mapping[str, Any], path: Path) -> N
     if dt:
         ax.plot(
             [a * scale for a, _ in dt],
-            [b for _, b in dt],
+            _on_risk_axis(np.asarray([b for _, b in dt])),
             "o",
             ms=3,
             color="#1f4e79",
@@ -585,14 +612,15 @@ def plot_episode_timeline(ep: _Episode, run: Mapping[str, Any], path: Path) -> N
         v = _num(ep.get(key))
         if v is not None:
             ax.axvline(v * scale, color=colour, ls=style, lw=1.5, label=label)
+    _risk_axis(ax)
     ax.set_xlabel(f"time ({unit})")
-    ax.set_ylabel("risk")
+    ax.set_ylabel("risk (logit scale)")
     ax.set_title(_mpl(f"{ep.id} — {ep.get('outcome', '?')}"), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     # Fixed margins instead of tight_layout: the layout never changes and tight_layout renders
     # the figure once more just to measure it (half the cost of a page, × every episode).
-    fig.subplots_adjust(left=0.07, right=0.82, bottom=0.15, top=0.9)
+    fig.subplots_adjust(left=0.09, right=0.82, bottom=0.15, top=0.9)
     _save(fig, path)
 
 
