@@ -136,6 +136,21 @@ def test_online_scores_equal_the_offline_series_the_thresholds_came_from(
     assert set(peers.alarms()) == {"fiper", "fiper_rnd_oe", "fiper_ace", "fail_detect"}
 
 
+def test_a_skipped_decision_keeps_the_band_aligned_with_time(peers: PeerDetectors) -> None:
+    feats = _features(np.random.default_rng(7), 0, n=3)
+    e, c = feats.embeddings[2].reshape(16, 1, 1), feats.chunks[2]
+    peers.reset()
+    for i in range(2):
+        peers.score(feats.embeddings[i].reshape(16, 1, 1), feats.chunks[i])
+    third = peers.score(e, c)["fail_detect"]
+    peers.reset()
+    peers.score(feats.embeddings[0].reshape(16, 1, 1), feats.chunks[0])
+    peers.skip()  # decision 1 refused: not scored, but it happened
+    z = peers.band.z(2, float(peers.indicators.fd(e.reshape(1, 16), c[None])[0]))
+    assert peers.score(e, c)["fail_detect"] == pytest.approx(peers.thresholds["fd_z"].normalise(z))
+    assert math.isfinite(third)
+
+
 def _episode_max(peers: PeerDetectors, feats: EpisodeFeatures) -> dict[str, float]:
     peers.reset()
     rows = [

@@ -678,6 +678,8 @@ def _score_episode(
             # refused unassessed, as Monitor.assess does (no rollout, no motion history)
             scores = {k: math.nan for k in DETECTORS}
             scores["monitor"] = 1.0
+            if peers is not None:
+                peers.skip()
             out.decisions.append(
                 DecisionScore(p.t, post, scores, None, true_box, Reason.action_out_of_range.value)
             )

@@ -406,6 +406,11 @@ class PeerDetectors:
         self._chunks: deque[np.ndarray] = deque(maxlen=ACE_WINDOW)
         self._index = 0
 
+    def skip(self) -> None:
+        """A decision the peers do not score (refused unassessed): time still moves on, so
+        FAIL-Detect's band stays aligned with the decision index."""
+        self._index += 1
+
     def score(self, latent: np.ndarray, chunk: np.ndarray) -> dict[str, float]:
         """Every peer's normalised score for this decision (alarm when > its ``alarm``)."""
         ind = self.indicators
