@@ -652,11 +652,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run directory (made by evaluate-policy or demo)")
-    try:
-        index = build_report(run_dir)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    print(f"report: {index}")
+    index = run_dir / "report" / "index.html"
+    if args.serve and _report_is_current(run_dir, index):
+        # serve at once: rebuilding every page and plot takes ~20-60 s (issue 18)
+        print(
+            f"report: {index} (up to date with the run; `world-monitor report {run_dir}` rebuilds)"
+        )
+    else:
+        print(f"building the report of {run_dir} (every episode page and plot) ...", flush=True)
+        try:
+            index = build_report(run_dir)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        print(f"report: {index}")
     if args.serve:
         from world_monitor.report.serve import serve
 
@@ -665,6 +673,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
         except ValueError as exc:  # a non-loopback host without --allow-remote
             raise UserError(str(exc)) from None
     return 0
+
+
+def _report_is_current(run_dir: Path, index: Path) -> bool:
+    """Whether ``index`` exists and is newer than every file the report is built from."""
+    if not index.is_file():
+        return False
+    built = index.stat().st_mtime
+    sources = [run_dir / "run.json", run_dir / "summary.json"]
+    sources += (
+        list((run_dir / "episodes").glob("*.json")) if (run_dir / "episodes").is_dir() else []
+    )
+    return all(src.stat().st_mtime <= built for src in sources if src.exists())
 
 
 def build_parser() -> argparse.ArgumentParser:

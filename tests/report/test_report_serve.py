@@ -137,3 +137,35 @@ def test_missing_directory_and_start_url(tmp_path: Path, built_run_dir: Path) ->
         assert start_url(server, built_run_dir) == f"http://127.0.0.1:{port}/report/index.html"
     finally:
         server.server_close()
+
+
+def test_report_serve_serves_an_up_to_date_report_at_once(
+    synthetic_run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18: `report --serve` rebuilt every page (~20-60 s) before serving, silently. Now it
+    serves a report that is newer than the run at once, and says when it builds."""
+    import os
+
+    import world_monitor.report.html as html
+    import world_monitor.report.serve as serve_mod
+    from world_monitor.cli import main
+
+    served: list[Path] = []
+    monkeypatch.setattr(serve_mod, "serve", lambda run_dir, **kw: served.append(run_dir))
+    builds: list[Path] = []
+    real_build = html.build_report
+    monkeypatch.setattr(
+        html, "build_report", lambda run_dir: builds.append(run_dir) or real_build(run_dir)
+    )
+    argv = ["report", str(synthetic_run_dir), "--serve"]
+    assert main(argv) == 0  # no report yet: built first, and said so
+    out = capsys.readouterr().out
+    assert "building the report" in out and len(builds) == 1 and served == [synthetic_run_dir]
+    assert main(argv) == 0  # up to date: served at once
+    out = capsys.readouterr().out
+    assert "up to date" in out and len(builds) == 1 and len(served) == 2
+    summary = synthetic_run_dir / "summary.json"  # the run changed: rebuilt
+    later = (synthetic_run_dir / "report" / "index.html").stat().st_mtime + 5
+    os.utime(summary, (later, later))
+    assert main(argv) == 0 and len(builds) == 2
+    assert main(["report", str(synthetic_run_dir)]) == 0 and len(builds) == 3  # no --serve: builds
