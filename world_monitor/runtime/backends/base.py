@@ -71,12 +71,12 @@ class BackendReport:
     description: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
-        lines = [f"backend: {self.loaded or 'NONE'} (preference {self.preference})"]
-        lines += [
-            f"  {a.name}: {'loaded' if a.loaded else 'skipped'} ({a.reason}, {a.seconds:.2f}s)"
+        """One line (a log record per backend load, not one per attempt: issue 18)."""
+        attempts = "; ".join(
+            f"{a.name} {'loaded' if a.loaded else 'skipped'} ({a.reason}, {a.seconds:.2f}s)"
             for a in self.attempts
-        ]
-        return "\n".join(lines)
+        )
+        return f"backend: {self.loaded or 'NONE'} (preference {list(self.preference)}): {attempts}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -262,7 +262,7 @@ class InferenceBackend(ABC):
                 t0 = time.perf_counter()
                 self.run(graph, feed)
                 times[graph] = (time.perf_counter() - t0) * 1e3
-        logger.info("%s warm-up: %s", self.name, {g: round(t, 2) for g, t in times.items()})
+        logger.debug("%s warm-up: %s", self.name, {g: round(t, 2) for g, t in times.items()})
         return times
 
     def check_parity(

@@ -146,7 +146,7 @@ class OrtBackend(InferenceBackend):
         self._enable_fp16 = enable_fp16
         if len(set(first.values())) > 1:
             logger.warning("onnxruntime graphs landed on different providers: %s", first)
-        logger.info("onnxruntime sessions: %s", first)
+        logger.debug("onnxruntime sessions: %s", first)
 
     @property
     def graphs(self) -> tuple[str, ...]:
