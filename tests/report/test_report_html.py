@@ -243,3 +243,29 @@ def test_risk_is_drawn_on_a_logit_axis_where_slow_and_stop_are_apart() -> None:
     clipped = _on_risk_axis([0.0, 0.5, 1.0, float("nan")])
     assert clipped[0] == RISK_AXIS[0] and clipped[1] == 0.5 and clipped[2] == RISK_AXIS[1]
     assert np.isnan(clipped[3])
+
+
+def test_a_stopped_episode_is_not_also_shown_as_failed(synthetic_run_dir: Path, page) -> None:
+    """Issue 18: a page with outcome "stopped" also said "failure step 49 / goal_missed" (the
+    simulator's record: held until the time limit, the goal was missed). It now says the robot
+    was held, and only a real failure keeps its failure fields."""
+    ep_dir = synthetic_run_dir / "episodes"
+
+    def plain(path: Path, outcome: str) -> bool:  # an id that is its own page name
+        d = json.loads(path.read_text())
+        return d["outcome"] == outcome and d["id"].replace("_", "").isalnum()
+
+    stopped = next(p for p in sorted(ep_dir.glob("*.json")) if plain(p, "stopped"))
+    doc = json.loads(stopped.read_text())
+    doc.update(failure_step=49, failure_reason="goal_missed")
+    stopped.write_text(json.dumps(doc))
+    failed = next(p for p in sorted(ep_dir.glob("*.json")) if plain(p, "failure"))
+    build_report(synthetic_run_dir)
+    text = "".join(page(synthetic_run_dir / "report" / "episodes" / f"{doc['id']}.html").text)
+    assert "held by the gate until the time limit at step 49" in text
+    assert "goal_missed while stopped, not a failure" in text
+    other = json.loads(failed.read_text())
+    failed_text = "".join(
+        page(synthetic_run_dir / "report" / "episodes" / f"{other['id']}.html").text
+    )
+    assert "held by the gate" not in failed_text and str(other["failure_step"]) in failed_text

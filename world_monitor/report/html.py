@@ -552,6 +552,26 @@ def _runs(values: Sequence[Any]) -> list[tuple[int, int, Any]]:
     return out
 
 
+def _held_at_the_end(ep: Any) -> bool:
+    """A ``stopped`` episode whose simulator record still carries a failure: the gate held the
+    robot until the time limit, so the goal was missed *because it was held* — not a failure
+    of the task (the outcome classification says so; the page must not say both)."""
+    return str(ep.get("outcome") or "") == "stopped" and ep.get("failure_step") is not None
+
+
+def _failure_label(ep: Any) -> str:
+    return "time limit (held)" if _held_at_the_end(ep) else "failure"
+
+
+def _failure_cell(ep: Any) -> str:
+    if _held_at_the_end(ep):
+        return _e(
+            f"— (held by the gate until the time limit at step {ep.get('failure_step')}: "
+            f"{ep.get('failure_reason') or 'goal not reached'} while stopped, not a failure)"
+        )
+    return _text(ep.get("failure_step"))
+
+
 def plot_episode_timeline(ep: _Episode, run: Mapping[str, Any], path: Path) -> None:
     """Risk and gate state of one episode: gate as coloured bands, thresholds as dashed lines,
     onset / first stop / failure as vertical markers, missing risk (fail-closed) as crosses."""
@@ -604,10 +624,11 @@ def plot_episode_timeline(ep: _Episode, run: Mapping[str, Any], path: Path) -> N
             label="decisions",
         )
     _axhlines(ax, run)
+    held = _held_at_the_end(ep)
     for key, colour, style, label in (
         ("onset", "#6a1b9a", "-.", "shift onset"),
         ("first_stop_step", GATE_COLOURS["STOP"], ":", "first STOP"),
-        ("failure_step", "black", "-", "failure"),
+        ("failure_step", "#6e7781" if held else "black", "-", _failure_label(ep)),
     ):
         v = _num(ep.get(key))
         if v is not None:
@@ -951,8 +972,8 @@ def _episode_html(ep: _Episode, run: Mapping[str, Any], by_id: Mapping[str, _Epi
             ("seed", _text(ep.get("seed"))),
             ("gate", _gated(ep.get("gated"))),
             ("outcome", f'<span class="outcome-{_e(outcome)}">{_text(outcome)}</span>'),
-            ("failure step", _text(ep.get("failure_step"))),
-            ("failure reason", _text(ep.get("failure_reason"))),
+            ("failure step", _failure_cell(ep)),
+            ("failure reason", DASH if _held_at_the_end(ep) else _text(ep.get("failure_reason"))),
             ("shift onset step", _text(ep.get("onset"))),
             ("first stop step", _text(ep.get("first_stop_step"))),
             ("lead time s", _fmt(ep.get("lead_time_s"))),
