@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 import time
@@ -80,10 +79,6 @@ def _stop_delays(episodes: Sequence[Any], stop: float) -> list[float]:
     return out
 
 
-def _f(v: Any, digits: int = 2) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", default=None, help="calibrated bundle (default: the shipped one)")
@@ -106,12 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     from world_monitor.runtime.evaluate import (
         ID_FAMILY,
         PEER_DETECTORS,
+        EvaluateOptions,
+        _f,
+        _fit_peers,
         _score_episode,
         _signal_detectors,
         compute_metrics,
     )
     from world_monitor.runtime.monitor import Monitor
-    from world_monitor.runtime.peers import fit_peers
 
     torch.set_num_threads(1)
     bundle = Path(args.bundle) if args.bundle else default_bundle()
@@ -131,14 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(ind_recs) < 2:
         print(f"error: {data}: fewer than 2 in-distribution test episodes", file=sys.stderr)
         return 2
-    peers = None
-    if not args.no_peers:
-        splits = {s: len(ds.select(split=s, shift=None).index) for s in ("train", "calib")}
-        if splits["train"] and splits["calib"] >= 2:
-            alpha = float(monitor.calibration.info.get("stop_alpha") or 0.02)
-            peers = fit_peers(monitor, ds, stride=args.stride, alpha=alpha)
-        else:
-            print(f"# peers: not run ({data} has no train/calib split)")
+    # the peers exactly as `evaluate` fits them (same splits, same alpha), or why not
+    peer_opts = EvaluateOptions(
+        stride=args.stride,
+        baselines=() if args.no_peers else ("fiper", "fail_detect"),
+        progress=False,
+    )
+    peers, why = _fit_peers(monitor, ds, peer_opts)
+    if peers is None:
+        print(f"# peers: not run ({'--no-peers' if args.no_peers else why})")
     detectors = _signal_detectors(monitor) + (list(PEER_DETECTORS) if peers else [])
 
     def score(dataset: Any, family: str, rec: Any) -> Any:

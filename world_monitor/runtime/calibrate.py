@@ -21,7 +21,8 @@ threshold, a false-stop rate closer to the target. On the ``episode`` scale (the
 v0.8, :attr:`RiskConfig.scale`) each signal's reference is the scale episodes' maxima of it,
 so the fused risk compares like with like across signals
 (:meth:`RiskCalibration.signal_risk`). The ``colour`` signal's palette is fitted before
-either, on the training split (:func:`fit_colour`): it describes what the model was trained on, and touches neither half.
+either, on the training split (:func:`fit_colour`): it describes what the model was trained
+on, and touches neither half.
 The episodes, their decisions, the bound and, optionally, the rate achieved on the
 in-distribution test split are written into ``calibration.json`` with everything else.
 
@@ -55,6 +56,7 @@ from world_monitor.runtime.risk import (
     RiskError,
     confidence_summaries,
     constant_signals,
+    episode_maxima,
     format_risk,
     recon_zscore,
 )
@@ -430,14 +432,8 @@ def calibrate_bundle(
         for name in WORLD_MODEL_SIGNALS
     }
     if risk.scale == "episode":  # the same fusion for the world_model detector
-        cal.info["world_model_episode_reference"] = {
-            name: sorted(
-                float(max(d[name] for d in ep.scores if name in d))
-                for ep in scored_a
-                if any(name in d for d in ep.scores)
-            )
-            for name in WORLD_MODEL_SIGNALS
-        }
+        maxima = episode_maxima([ep.scores for ep in scored_a], WORLD_MODEL_SIGNALS)
+        cal.info["world_model_episode_reference"] = {k: v.tolist() for k, v in maxima.items()}
     retarget(cal, stop_alpha=stop_alpha, slow_alpha=slow_alpha)
     n_dec = sum(len(ep.scores) for ep in scored_a + scored_b)
     cal.info.update(

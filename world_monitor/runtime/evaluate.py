@@ -53,7 +53,11 @@ from world_monitor.runtime.baselines import (
 )
 from world_monitor.runtime.monitor import runtime_inputs
 from world_monitor.runtime.peers import PEER_DETECTORS, PEER_LABELS, PeerDetectors, fit_peers
-from world_monitor.runtime.risk import format_risk, world_model_calibration
+from world_monitor.runtime.risk import (
+    format_risk,
+    selfcheck_drift_bound,
+    world_model_calibration,
+)
 from world_monitor.runtime.severity import (
     format_severity_markdown,
     plot_severity,
@@ -865,10 +869,9 @@ def calibration_drift_counts(
     value — the rule of :meth:`Monitor.calibration_drift
     <world_monitor.runtime.monitor.Monitor.calibration_drift>`, the node's ``/diagnostics``
     WARN — before and after the onset. ``None`` without the calibration's reference."""
-    ref = (info.get("world_model_reference") or {}).get("selfcheck") or []
-    if len(ref) < 10:
+    bound = selfcheck_drift_bound(info)
+    if bound is None:
         return None
-    bound = float(max(ref))
     fams: dict[str, dict[str, int]] = {}
     for ep in episodes:
         row = fams.setdefault(ep.family, {"episodes": 0, "before_onset": 0, "after_onset": 0})

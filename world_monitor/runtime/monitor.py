@@ -45,6 +45,7 @@ from world_monitor.runtime.risk import (
     recon_error,
     recon_zmap,
     recon_zscore,
+    selfcheck_drift_bound,
 )
 from world_monitor.runtime.types import Assessment, Decision, Reason
 from world_monitor.uq.recalibration import ConfidenceRecalibration, RecalibrationError
@@ -569,12 +570,10 @@ class Monitor:
         of them: the probe is now wrong more confidently than it ever was on calibration data, so
         its calibration bound no longer describes this camera and scene. A diagnostic, not a
         gate cause: the risk already acts on the evidence it fuses."""
-        info = self.calibration.info if self.calibration else {}
-        ref = (info.get("world_model_reference") or {}).get("selfcheck") or []
+        bound = selfcheck_drift_bound(self.calibration.info if self.calibration else {})
         value = self.motion.selfcheck()
-        if value is None or len(ref) < 10:
+        if value is None or bound is None:
             return None
-        bound = float(max(ref))
         return {"selfcheck": float(value), "bound": bound, "drift": bool(value > bound)}
 
     def describe(self) -> dict[str, Any]:

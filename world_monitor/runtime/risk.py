@@ -67,6 +67,7 @@ __all__ = [
     "SCALES",
     "c3_signals",
     "confidence_summaries",
+    "episode_maxima",
     "format_risk",
     "patch_score",
     "recon_cells",
@@ -74,6 +75,7 @@ __all__ = [
     "recon_patch_error",
     "recon_zmap",
     "recon_zscore",
+    "selfcheck_drift_bound",
 ]
 
 
@@ -487,8 +489,20 @@ class RiskCalibration:
         where it never was leave no maximum)."""
         decisions = [d for ep in episodes for d in ep]
         flat = cls.fit_reference(dataclasses.replace(config, scale="decision"), decisions)
-        maxima = {
-            name: np.asarray(
+        return cls(
+            config, flat.reference, episode_reference=episode_maxima(episodes, config.signals)
+        )
+
+
+def episode_maxima(
+    episodes: Sequence[Sequence[Mapping[str, float]]], signals: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Per signal, the sorted maxima over each episode's decisions where the signal is defined
+    (an episode where a history signal never was leaves no maximum): the ``episode`` scale's
+    reference, for the gate's risk and for the ``world_model`` detector alike."""
+    return {
+        name: np.sort(
+            np.asarray(
                 [
                     max(d[name] for d in ep if name in d)
                     for ep in episodes
@@ -496,9 +510,17 @@ class RiskCalibration:
                 ],
                 dtype=np.float64,
             )
-            for name in config.signals
-        }
-        return cls(config, flat.reference, episode_reference=maxima)
+        )
+        for name in signals
+    }
+
+
+def selfcheck_drift_bound(info: Mapping[str, Any]) -> float | None:
+    """The ``calibration_drift`` bound: the largest ``selfcheck`` value calibration saw
+    (``world_model_reference``), or ``None`` for a calibration with fewer than
+    :data:`MIN_REFERENCE` of them. One rule for the node's diagnostic and ``evaluate``'s counts."""
+    ref = (info.get("world_model_reference") or {}).get("selfcheck") or []
+    return float(max(ref)) if len(ref) >= MIN_REFERENCE else None
 
 
 def _checked_references(
