@@ -61,7 +61,9 @@ EXTRAS = {
     # import-lerobot reads LeRobot's parquet + mp4 layout with the libraries lerobot uses
     # (the lerobot package itself pins torch<2.11: world_monitor/data/lerobot.py)
     "lerobot": ["pyarrow>=18,<27", "av>=14,<20"],
-    "gpu": ["onnxruntime-gpu>=1.22,<1.32", "tensorrt>=10,<11"],
+    "gpu": ["onnxruntime-gpu>=1.22,<1.32", "tensorrt>=10,<12"],
+    # replay / evaluate-policy --ray: bags and episodes as Ray tasks (world_monitor/fleet.py)
+    "fleet": ["ray==2.60.0"],
     # selenium drives the system Chromium for the report's browser test (scripts/setup.sh
     # installs chromium + chromium-driver with apt); it never downloads a browser itself.
     "test": [

@@ -65,7 +65,7 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # torch first and alone, so nothing else can choose a different build.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-"$VENV/bin/python" -m pip install -q -e ".[test,lerobot]"
+"$VENV/bin/python" -m pip install -q -e ".[test,lerobot,fleet]"
 
 # 4. ROS 2 from wheels (rclpy + Fast DDS + messages): the node, `world-monitor play` and the
 #    real-graph tests. Jazzy and Kilted cannot share a venv (the jazzy names pin ros-* packages).

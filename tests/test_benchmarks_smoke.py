@@ -109,15 +109,22 @@ def test_replay_benchmark(
     assert rc == 0
     for header in ("# command:", "# host:", "# load average", "# bundle:", "# target:"):
         assert header in out, header
-    rows = table_rows(out, "| episode |")
-    assert len(rows) == 2 and rows[-1][0] == "**total**"
+    peak = {r[0]: r[1] for r in table_rows(out, "| how |")}
+    assert _finite(peak["**peak**"]) > 0 and _finite(peak["one at a time"]) > 0
+    rows = table_rows(out, "| mode |")
+    assert [(r[0], r[1]) for r in rows] == [
+        ("per chunk", "sequential"),
+        ("per chunk", "look-ahead"),
+        ("per frame", "sequential"),
+        ("per frame", "look-ahead"),
+    ]
     for row in rows:
-        for cell in row[2:]:
-            if cell:
-                assert _finite(cell) >= 0
-    bound = dict(r[:2] for r in table_rows(out, "| quantity |"))
-    assert _finite(bound["bound from model latency (x real time, 1 process)"]) > 0
-    assert NUMBER.search(out.split("# target:")[1])
+        for cell in row[2:10]:
+            assert _finite(cell) >= 0
+        assert row[10] in ("reference", "yes")  # the look-ahead made the same decisions
+    decisions = {r[0]: int(r[4]) for r in rows}
+    assert decisions["per frame"] > decisions["per chunk"] > 0
+    assert "# same decisions as the sequential replay: yes" in out
 
 
 def test_recalibration_benchmark(
@@ -208,7 +215,7 @@ def test_replay_benchmark_without_a_dataset_generates_its_own(
     out = capsys.readouterr().out
     assert "# data: datasets/default missing; generated" in out
     assert (tmp_path / "runs" / "bench_data" / "test6_shift1_seed0_16px" / "index.json").is_file()
-    assert len(table_rows(out, "| episode |")) == 2
+    assert len(table_rows(out, "| mode |")) == 4
     with pytest.raises(SystemExit) as exit_info:
         replay.main([*argv, "--data", str(tmp_path / "nowhere")])
     assert exit_info.value.code == 2

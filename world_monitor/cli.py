@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,31 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """An int >= 1 (argparse: a one-line usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return value
+
+
+def _chunk_every(text: str) -> int | str:
+    """``--chunk-every``: an int >= 1 or ``policy`` (argparse turns the ValueError into a
+    one-line usage error, exit 2)."""
+    if text == "policy":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1 or 'policy', got {text!r}")
+    return value
+
+
 def _cmd_export_bag(args: argparse.Namespace) -> int:
     from world_monitor.data.bag import export_path
 
@@ -121,6 +147,7 @@ def _cmd_export_bag(args: argparse.Namespace) -> int:
         shift=args.shift,
         limit=args.limit,
         progress=not args.no_progress,
+        chunk_every=args.chunk_every,
     )
     print(f"wrote {len(written)} bag(s) to {args.out}")
     for path in written[:10]:
@@ -288,23 +315,33 @@ def _cmd_evaluate_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_options(args: argparse.Namespace) -> dict[str, Any]:
+    """replay_bag keyword arguments from the replay flags (shared by one bag and many)."""
+    return {
+        "image_topic": args.image_topic,
+        "action_topic": args.action_topic,
+        "image_resize": args.image_resize,
+        "crop_roi": args.crop_roi,
+        "overwrite": args.overwrite,
+        "action_field": args.action_field,
+        "check_fit": not args.no_fit_check,
+    }
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from world_monitor.replay import replay_bag
 
     args.bundle = str(_bundle_or_shipped(args.bundle))
+    if len(args.bag) > 1 or args.workers > 1 or args.ray is not None:
+        return _replay_many(args)
     result = replay_bag(
-        Path(args.bag),
+        Path(args.bag[0]),
         Path(args.out) if args.out else None,
         bundle=Path(args.bundle),
         backend=args.backend,
-        image_topic=args.image_topic,
-        action_topic=args.action_topic,
-        image_resize=args.image_resize,
-        crop_roi=args.crop_roi,
-        overwrite=args.overwrite,
         progress=not args.no_progress,
-        action_field=args.action_field,
-        check_fit=not args.no_fit_check,
+        threads=args.threads,
+        **_replay_options(args),
     )
     s = result.summary
     alerts = s["session"]["alerts"]
@@ -329,6 +366,62 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if not s["messages"]["accounted"]:
         print(f"  accounting problems: {s['messages']['problems']}")
     print(f"bag: {result.bag_path}\nsummary: {result.summary_path}")
+    return 0
+
+
+def _replay_many(args: argparse.Namespace) -> int:
+    """``replay BAG BAG ...`` (``--workers N`` processes or ``--ray [ADDRESS]``): one line per
+    bag, totals, ``OUT/fleet.json``; a bag that fails is listed and the others go on."""
+    from tqdm.auto import tqdm
+
+    from world_monitor.fleet import FleetError
+    from world_monitor.replay.many import fleet_summary, replay_bags
+
+    bags = [Path(b) for b in args.bag]
+    missing = [str(b) for b in bags if not b.exists()]
+    if missing:
+        raise UserError(f"no such bag: {', '.join(missing)}")
+    out = Path(args.out) if args.out else None
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(bags), desc="replay", unit="bag", disable=args.no_progress)
+    try:
+        results = replay_bags(
+            bags,
+            out,
+            bundle=args.bundle,
+            backend=args.backend,
+            workers=args.workers,
+            ray_address=args.ray,
+            threads=args.threads,
+            on_result=lambda _: bar.update(),
+            **_replay_options(args),
+        )
+    except FleetError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        bar.close()
+    doc = fleet_summary(results, time.perf_counter() - t0)
+    for row in doc["bags"]:
+        if "error" in row:
+            print(f"  FAILED {row['bag']}: {row['error']}")
+        else:
+            print(
+                f"  {row['bag']}: {row['decisions']} decisions, {row['alerts']} alert(s) "
+                f"({row['stops']} STOP), final lock {'ENGAGED' if row['final_lock'] else 'open'}"
+            )
+    tot = doc["totals"]
+    where = f"Ray ({args.ray})" if args.ray is not None else f"{args.workers} process(es)"
+    print(
+        f"replayed {tot['bags'] - tot['failed']} of {tot['bags']} bags on {where}: "
+        f"{tot['decisions']} decisions, {tot['alerts']} alert(s), {tot['recorded_s']:.1f} s "
+        f"recorded in {tot['seconds']:.1f} s ({tot['x_real_time']:.1f}x real time)"
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "fleet.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        print(f"fleet summary: {out / 'fleet.json'}")
+    if tot["failed"]:
+        raise UserError(f"{tot['failed']} of {tot['bags']} bag(s) failed (listed above)")
     return 0
 
 
@@ -597,6 +690,7 @@ def _policy_eval_options(args: argparse.Namespace, command: list[str]) -> Any:
         mid_onset=args.mid_onset,
         slow_scale=args.slow_scale,
         workers=args.workers,
+        ray=args.ray,
         backend=args.backend,
         engines_dir=args.engines_dir,
         mcap=not args.no_mcap,
@@ -625,9 +719,11 @@ def _run_policy_eval(args: argparse.Namespace, name: str) -> int:
     cfg = load_config(list(args.overrides))
     argv = ["world-monitor", name, *sys.argv[2:]] if sys.argv[1:2] == [name] else [name]
     opts = _policy_eval_options(args, argv)
+    from world_monitor.fleet import FleetError
+
     try:
         doc = run_policy_evaluation(bundle, out, sim_config_from(cfg), opts)
-    except ValueError as exc:
+    except (ValueError, FleetError) as exc:
         raise UserError(str(exc)) from None
     report = build_report(out)
     print_summary(doc, report)
@@ -761,6 +857,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="only this split (train/val/calib/test)")
     p.add_argument("--shift", default=None, help="only this shift family ('none' = in-dist.)")
     p.add_argument("--limit", type=int, default=None, help="at most this many episodes")
+    p.add_argument(
+        "--chunk-every",
+        type=_chunk_every,
+        default=1,
+        metavar="N|policy",
+        help="publish an action chunk every N frames (default 1: with every frame, so replay "
+        "decides on every frame); 'policy': at the episode's re-plan rate, as the robot's "
+        "policy published them (the simulator's: every 4 frames)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_export_bag, overrides=[])
 
@@ -1007,8 +1112,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: world-monitor replay episode_bag --bundle runs/default/bundle "
         "--out episode_monitor   then: ros2 bag play episode_monitor",
     )
-    p.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
-    p.add_argument("--out", default=None, help="output rosbag2 directory (default: BAG_monitor)")
+    p.add_argument("bag", nargs="+", help="rosbag2 directory or .mcap/.db3 file (one or more)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output rosbag2 directory (default: BAG_monitor); with several bags a directory "
+        "that gets one output per bag and fleet.json",
+    )
     p.add_argument(
         "--bundle", default=None, help="monitor bundle directory (default: the shipped bundle)"
     )
@@ -1034,6 +1144,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replay even when the first messages do not fit the bundle (action dim, horizon, "
         "camera rate); every mismatched message is then rejected and counted",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="compute coming decisions' model passes ahead on this many threads (default: the "
+        "cores, at most 4; 1 = sequential); the decisions are the same either way",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="replay several bags on this many processes (each loads the monitor once)",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="replay the bags as Ray tasks: on the cluster at ADDRESS (shared filesystem "
+        "needed), or without ADDRESS on a private local cluster of --workers CPUs",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_replay, overrides=[])
@@ -1165,6 +1297,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--mid-onset", type=int, default=20, help="frame of a mid onset (20)")
         p.add_argument("--slow-scale", type=float, default=0.5, help="command scale on SLOW (0.5)")
         p.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
+        p.add_argument(
+            "--ray",
+            nargs="?",
+            const="local",
+            default=None,
+            metavar="ADDRESS",
+            help="run the episodes as Ray tasks: on the cluster at ADDRESS (the run directory "
+            "must be on a filesystem every node sees), or without ADDRESS on a private local "
+            "cluster of --workers CPUs",
+        )
         p.add_argument("--backend", default="onnxruntime,torch", help="backend order")
         p.add_argument("--engines-dir", default="engines", help="engine cache directory")
         p.add_argument("--no-mcap", action="store_true", help="no per-episode MCAP files")

@@ -87,3 +87,42 @@ def test_run_directory(tmp_path: Path) -> None:
 
     index = build_report(out)
     assert index.is_file() and "lighting" in index.read_text(encoding="utf-8")
+
+
+def _no_wall_clock(doc):
+    if isinstance(doc, dict):
+        return {k: _no_wall_clock(v) for k, v in doc.items() if "latency" not in k}
+    if isinstance(doc, list):
+        return [_no_wall_clock(v) for v in doc]
+    return doc
+
+
+def _records(out: Path) -> list[dict]:
+    return [
+        _no_wall_clock(json.loads(p.read_text())) for p in sorted((out / "episodes").glob("*.json"))
+    ]
+
+
+def test_episodes_on_a_local_ray_cluster_give_the_single_process_records(tmp_path: Path) -> None:
+    def run(out: Path, **kw) -> dict:
+        opts = PolicyEvalOptions(
+            policies=parse_policies("scripted"),
+            scenarios=["in_distribution", "lighting"],
+            seeds=1,
+            onsets=("mid",),
+            engines_dir=str(tmp_path / "eng"),
+            strips_per_cell=0,
+            mcap=False,
+            evaluate=False,
+            progress=False,
+            backend="onnxruntime",
+            **kw,
+        )
+        return run_policy_evaluation(default_bundle(), out, sim_config_from(load_config([])), opts)
+
+    one = run(tmp_path / "one", workers=1)
+    ray = run(tmp_path / "ray", workers=2, ray="local")
+    assert ray["run"]["ray"] == "local" and ray["run"]["workers"] == 2
+    assert len(_records(tmp_path / "one")) == 4
+    assert _records(tmp_path / "ray") == _records(tmp_path / "one")
+    assert _no_wall_clock(ray["summary"]["rows"]) == _no_wall_clock(one["summary"]["rows"])

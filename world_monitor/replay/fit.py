@@ -46,6 +46,7 @@ def check_bag_fits_monitor(
     deserialize: Callable[[bytes, str], Any],
     period_tolerance: float = 0.5,
     what: str = "bundle",
+    reader: Any = None,
 ) -> None:
     """Decode up to ``SAMPLE_CHUNKS`` chunks and ``SAMPLE_FRAMES`` frames from the start of the
     bag and compare them with ``monitor``; raise :class:`BundleMismatch` listing every problem.
@@ -54,13 +55,16 @@ def check_bag_fits_monitor(
     stamp)`` are the replay's own converters (the same action field, the same image decoding),
     without the bundle's action dimension so a wrong one is *measured* rather than rejected.
     A bag that cannot be read is left to the replay loop, which reports corruption message by
-    message.
+    message. ``reader``: an open reader of ``path`` to use (left open; replay passes its own,
+    which saves parsing the metadata twice -- measured ~20 ms of a ~0.25 s replay of a 5 s bag).
     """
     chunks: list[np.ndarray] = []
     frame_stamps: list[float] = []
     frames_bad = chunks_bad = 0
     frame_error = chunk_error = ""
-    reader = open_reader(path)
+    own = reader is None
+    if own:
+        reader = open_reader(path)
     try:
         conns = [c for c in reader.connections if c.topic in (img_topic, act_topic)]
         for conn, log_ns, raw in reader.messages(connections=conns):
@@ -90,7 +94,8 @@ def check_bag_fits_monitor(
         logger.debug("fit check of %s stopped early: %s", path, exc)
     finally:
         try:
-            reader.close()
+            if own:
+                reader.close()
         except Exception:  # noqa: BLE001
             logger.debug("closing %s failed", path, exc_info=True)
     problems = _problems(chunks, frame_stamps, frames_bad, frame_error, monitor, period_tolerance)

@@ -47,10 +47,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
-from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ from world_monitor.data.bag.integrity import CORRUPT_CHUNK, CorruptChunk, ReadSt
 from world_monitor.data.bag.scan import open_reader, pick_topics, topic_table
 from world_monitor.data.frame_prep import RESIZE_MODES, FramePrep, FramePrepError, parse_roi
 from world_monitor.replay.fit import check_bag_fits_monitor
+from world_monitor.replay.lookahead import Scout
 from world_monitor.ros.convert import (
     BOOL,
     DIAG_ARRAY,
@@ -122,6 +124,9 @@ DIAG_NAME = "world_monitor: gate"
 GAP_SIMULATED_S = 5.0
 #: gaps listed in the summary (all are counted)
 GAP_EXAMPLES = 10
+#: the look-ahead holds at most this many decoded messages (memory bound for bags whose
+#: decisions are far apart), and ``2 x threads`` coming decisions
+LOOKAHEAD_MESSAGES = 4096
 SEMANTICS = (
     "recorded log time is the clock; heartbeat and diagnostics run at their rates on it; "
     "decisions are synchronous (complete at the triggering message's log time, never skipped)"
@@ -130,11 +135,25 @@ SEMANTICS = (
 
 @dataclass
 class ReplayResult:
-    """What :func:`replay_bag` produced: the summary and where the outputs are."""
+    """What :func:`replay_bag` produced: the summary and where the outputs are, and how the
+    model passes were computed (``perf``: not in the summary, which is the same whatever the
+    threads)."""
 
     summary: dict[str, Any]
     bag_path: Path | None
     summary_path: Path | None
+    perf: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Event:
+    """One storage item on its way through the look-ahead: the raw message (or a corrupt
+    chunk), its decoded form for the session, and whether the scout decided after it."""
+
+    item: Any
+    stream: str | None = None
+    decoded: Any = None
+    decision: bool = False
 
 
 def _default_out(bag: Path) -> Path:
@@ -171,6 +190,7 @@ def replay_bag(
     progress: bool = True,
     action_field: str = "positions",
     check_fit: bool = True,
+    threads: int | None = None,
 ) -> ReplayResult:
     """Replay ``bag`` (rosbag2 directory or a bare .mcap/.db3) through a monitor.
 
@@ -195,6 +215,11 @@ def replay_bag(
         check_fit: compare the first messages with the monitor before replaying
             (:mod:`world_monitor.replay.fit`); off only to replay a known-mismatched bag on
             purpose (every chunk is then rejected and counted).
+        threads: model passes of coming decisions computed ahead on this many threads
+            (:mod:`world_monitor.replay.lookahead`; default: the machine's cores, at most 4);
+            0 or 1 computes each decision when it is due. The decisions are the same either
+            way; a monitor that cannot run passes concurrently (TensorRT, diffusion sampling,
+            a test fake) replays sequentially.
 
     Raises:
         BagError: unreadable or truncated bag, missing/ambiguous topics, output exists.
@@ -242,10 +267,13 @@ def replay_bag(
                 deserialize=store.deserialize_cdr,
                 period_tolerance=config.context_period_tolerance,
                 what=f"bundle {bundle}" if bundle is not None else "monitor",
+                reader=reader,
             )
-        session = MonitorSession(
-            monitor, gate_config_for(monitor, **dict(gate_overrides or {})), config
-        )
+        gate_config = gate_config_for(monitor, **dict(gate_overrides or {}))
+        session = MonitorSession(monitor, gate_config, config)
+        n_threads = default_replay_threads() if threads is None else int(threads)
+        start = getattr(monitor, "start_prefetch", None)
+        prefetching = bool(n_threads > 1 and start is not None and start(n_threads))
         run = _Replay(
             path,
             reader,
@@ -258,6 +286,8 @@ def replay_bag(
             int(round(1e9 / diagnostics_rate_hz)),
             frame_prep,
             action_field,
+            scout=Scout(monitor, gate_config, config) if prefetching else None,
+            lookahead_decisions=2 * n_threads,
         )
         tmp = out_path.with_name(out_path.name + ".partial")
         if write_bag:
@@ -273,6 +303,12 @@ def replay_bag(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     finally:
+        perf: dict[str, Any] = {"threads": 1, "prefetch": None}
+        if monitor is not None and getattr(monitor, "prefetch_stats", None) is not None:
+            stats = monitor.prefetch_stats()
+            if stats is not None:
+                perf = {"threads": stats["threads"], "prefetch": stats}
+            monitor.stop_prefetch()
         try:
             reader.close()
         except Exception:  # noqa: BLE001 -- closing a corrupt bag may fail too
@@ -287,7 +323,13 @@ def replay_bag(
         summary["output"]["bag"] = str(out_path)
         summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         logger.info("replay of %s written to %s", path, out_path)
-    return ReplayResult(summary, out_path if write_bag else None, summary_path)
+    return ReplayResult(summary, out_path if write_bag else None, summary_path, perf)
+
+
+def default_replay_threads() -> int:
+    """Replay's default look-ahead threads: every core, at most 4 (measured: the model pass
+    is compute-bound, so more threads than cores only queue)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class _Replay:
@@ -306,8 +348,13 @@ class _Replay:
         diagnostics_ns: int,
         frame_prep: FramePrep,
         action_field: str = "positions",
+        *,
+        scout: Scout | None = None,
+        lookahead_decisions: int = 0,
     ) -> None:
         self.path = path
+        self.scout = scout
+        self.lookahead_decisions = int(lookahead_decisions) if scout is not None else 0
         self.action_field = action_field
         self.frame_prep = frame_prep
         self.reader = reader
@@ -477,74 +524,78 @@ class _Replay:
                 reason, "undeserializable", f"CDR decoding failed ({type(exc).__name__}: {exc})"
             ) from None
 
-    def _on_image(self, conn: Any, raw: bytes, now: float, index: int) -> None:
-        try:
-            msg = self._deserialize(raw, conn.msgtype, IMAGE_STREAM)
-            rgb, enc = image_from_msg(msg, conn.msgtype)
-            camera_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
-            prepared = self.frame_prep.prepare(rgb)
-        except ConversionError as err:
-            self._reject(IMAGE_STREAM, err, index, now)
-            return
-        except FramePrepError as exc:
-            err = ConversionError(Reason.invalid_image, "image_prep", str(exc))
-            self._reject(IMAGE_STREAM, err, index, now)
-            return
-        stamp = stamp_of(msg)
-        self.session.on_image(
-            prepared, now if stamp is None else stamp, enc, tag=(msg.header, camera_hw)
-        )
-
-    def _on_actions(self, conn: Any, raw: bytes, now: float, index: int) -> None:
+    def _decode(self, conn: Any, raw: bytes, now: float) -> Any:
+        """A message of the image/action topic decoded for the session (a tuple of the
+        session call's arguments) or the :class:`ConversionError` that rejects it. Pure, so
+        the look-ahead decodes each message once for both sessions."""
+        if conn.topic == self.img_topic:
+            try:
+                msg = self._deserialize(raw, conn.msgtype, IMAGE_STREAM)
+                rgb, enc = image_from_msg(msg, conn.msgtype)
+                camera_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+                prepared = self.frame_prep.prepare(rgb)
+            except ConversionError as err:
+                return err
+            except FramePrepError as exc:
+                return ConversionError(Reason.invalid_image, "image_prep", str(exc))
+            stamp = stamp_of(msg)
+            return (prepared, now if stamp is None else stamp, enc, (msg.header, camera_hw))
         try:
             msg = self._deserialize(raw, conn.msgtype, ACTIONS)
-            chunk, stamp = actions_from_msg(
+            return actions_from_msg(
                 msg, conn.msgtype, now, int(self.session.monitor.action_dim), self.action_field
             )
         except ConversionError as err:
-            self._reject(ACTIONS, err, index, now)
-            return
-        self.session.on_actions(chunk, stamp)
+            return err
+
+    @staticmethod
+    def _feed(session: MonitorSession, stream: str, decoded: Any, now: float) -> None:
+        """Hand a decoded message to ``session`` (rejections only to the session: the real
+        replay's own counts are kept by :meth:`_reject`)."""
+        if isinstance(decoded, ConversionError):
+            session.reject_input(stream, decoded.reason, f"{decoded.kind}: {decoded.detail}", now)
+        elif stream == IMAGE_STREAM:
+            prepared, stamp, enc, tag = decoded
+            session.on_image(prepared, stamp, enc, tag=tag)
+        else:
+            chunk, stamp = decoded
+            session.on_actions(chunk, stamp)
+
+    def _handle(self, stream: str, decoded: Any, now: float, index: int) -> None:
+        if isinstance(decoded, ConversionError):
+            self._reject(stream, decoded, index, now)
+        else:
+            self._feed(self.session, stream, decoded, now)
 
     # ---- loop -----------------------------------------------------------------------------
 
     def run(self, writer: Any, progress: bool) -> None:
         self._open_outputs(writer)
         total = sum(n for _, n in self.topics.values())
-        handlers: dict[str, Callable[[Any, bytes, float, int], None]] = {
-            self.img_topic: self._on_image,
-            self.act_topic: self._on_actions,
-        }
-        prev_ns: int | None = None
+        streams = {self.img_topic: IMAGE_STREAM, self.act_topic: ACTIONS}
         bar = tqdm(total=total, desc=f"replay {self.path.name}", unit="msg", disable=not progress)
+        queue: deque[_Event] = deque()
+        ahead = 0  # shadow decisions among the queued events
+        state: dict[str, int | None] = {"prev_ns": None}
         try:
             for item in iter_messages(self.reader, self.path, self.integrity):
-                if isinstance(item, CorruptChunk):
-                    prev_ns = self._on_corrupt(item, prev_ns, bar)
-                    continue
-                conn, log_ns, raw = item
-                self.n_read += 1
-                bar.update(1)
-                if prev_ns is not None and log_ns < prev_ns:
-                    raise BagError(
-                        self.path,
-                        f"storage returned messages out of log-time order ({log_ns} ns after "
-                        f"{prev_ns} ns)",
-                        topic=conn.topic,
-                    )
-                prev_ns = self.last_ns = log_ns
-                self._advance_to(log_ns)
-                self._copy(conn, log_ns, raw)
-                index = self.by_topic[conn.topic]
-                self.by_topic[conn.topic] += 1
-                handler = handlers.get(conn.topic)
-                if handler is None:
-                    self.ignored[conn.topic] += 1
-                    continue
-                now = log_ns * 1e-9
-                handler(conn, raw, now, index)
-                if self.session.decision_due(now):
-                    self._publish_decision(self.session.decide(now), log_ns)
+                event = _Event(item)
+                if not isinstance(item, CorruptChunk) and item[0].topic in streams:
+                    conn, log_ns, raw = item
+                    event.stream = streams[conn.topic]
+                    event.decoded = self._decode(conn, raw, log_ns * 1e-9)
+                if self.scout is not None:
+                    event.decision = self._scout(event, streams)
+                    ahead += event.decision
+                queue.append(event)
+                while queue and (
+                    ahead > self.lookahead_decisions or len(queue) > LOOKAHEAD_MESSAGES
+                ):
+                    done = queue.popleft()
+                    ahead -= done.decision
+                    self._process(done, state, bar)
+            while queue:
+                self._process(queue.popleft(), state, bar)
         except BagError:
             raise
         except Exception as exc:  # noqa: BLE001 -- truncated/corrupt storage surfaces here
@@ -563,6 +614,55 @@ class _Replay:
             st = self.session.tick(self.last_ns * 1e-9)
             self._publish_lock(st.lock, self.last_ns)
             self._publish_diagnostics(self.last_ns)
+
+    def _scout(self, event: _Event, streams: Mapping[str, str]) -> bool:
+        """Feed ``event`` to the shadow session; True if a shadow decision followed it."""
+        assert self.scout is not None
+        item = event.item
+        if isinstance(item, CorruptChunk):
+            now = item.start_ns * 1e-9
+            for conn, n in item.counts if item.counts_known else ():
+                stream = streams.get(conn.topic)
+                reason = Reason.invalid_image if stream == IMAGE_STREAM else Reason.invalid_actions
+                for _ in range(n if stream is not None else 0):
+                    self.scout.session.reject_input(
+                        stream, reason, f"{CORRUPT_CHUNK}: {item.detail}", now
+                    )
+            return False
+        if event.stream is None:
+            return False
+        now = item[1] * 1e-9
+        self._feed(self.scout.session, event.stream, event.decoded, now)
+        return self.scout.decide_if_due(now)
+
+    def _process(self, event: _Event, state: dict[str, int | None], bar: Any) -> None:
+        """The replay of one message, in recorded order (the sequential semantics)."""
+        item = event.item
+        if isinstance(item, CorruptChunk):
+            state["prev_ns"] = self._on_corrupt(item, state["prev_ns"], bar)
+            return
+        conn, log_ns, raw = item
+        self.n_read += 1
+        bar.update(1)
+        prev_ns = state["prev_ns"]
+        if prev_ns is not None and log_ns < prev_ns:
+            raise BagError(
+                self.path,
+                f"storage returned messages out of log-time order ({log_ns} ns after {prev_ns} ns)",
+                topic=conn.topic,
+            )
+        state["prev_ns"] = self.last_ns = log_ns
+        self._advance_to(log_ns)
+        self._copy(conn, log_ns, raw)
+        index = self.by_topic[conn.topic]
+        self.by_topic[conn.topic] += 1
+        if event.stream is None:
+            self.ignored[conn.topic] += 1
+            return
+        now = log_ns * 1e-9
+        self._handle(event.stream, event.decoded, now, index)
+        if self.session.decision_due(now):
+            self._publish_decision(self.session.decide(now), log_ns)
 
     def _on_corrupt(self, chunk: CorruptChunk, prev_ns: int | None, bar: Any) -> int | None:
         """Count every message of a chunk that failed its CRC as rejected (``corrupt_chunk``)

@@ -4,9 +4,9 @@ What it does, in one run directory (schema below):
 
 1. plans every (policy, scenario, onset, seed) episode up front (deterministic whatever the
    number of workers, like ``simulate``);
-2. runs each episode twice on a worker pool — gate in shadow mode ("open": what the policy does
-   alone, with the monitor's would-be decisions recorded) and gate enforcing ("gated") — and
-   writes a JSON record, an MCAP and (for the first few episodes of each cell) an animated strip;
+2. runs each episode twice on a worker pool (local processes, or Ray actors with ``--ray``) —
+   gate in shadow mode ("open": what the policy does alone, with the monitor's would-be
+   decisions recorded) and gate enforcing ("gated") — and writes a JSON record, an MCAP and (for the first few episodes of each cell) an animated strip;
 3. writes the nominal policy's open episodes as a dataset and runs ``world-monitor evaluate`` on
    it, so the detection numbers in the report *are* ``evaluate``'s numbers on the same episodes;
 4. aggregates per policy × scenario with intervals and checks the acceptance criteria.
@@ -28,7 +28,6 @@ import contextlib
 import datetime as _dt
 import json
 import logging
-import multiprocessing as mp
 import os
 import time
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from world_monitor.fleet import run_tasks
 from world_monitor.report.aggregate import ID_SCENARIO, acceptance_checks, summarise_runs
 from world_monitor.report.closed_loop import ClosedLoopSpec, PolicySpec
 
@@ -98,6 +98,7 @@ class PolicyEvalOptions:
     seed_offset: int = SEED_OFFSET
     slow_scale: float = 0.5
     workers: int = 0  # 0 = one per CPU core
+    ray: str | None = None  # Ray cluster address ("local": a private one); None = processes
     backend: str = "onnxruntime,torch"
     engines_dir: str = "engines"
     mcap: bool = True
@@ -288,23 +289,23 @@ def run_policy_evaluation(
         "evaluate-policy: %d episodes x 2 runs on %d process(es) -> %s", len(plan), n_workers, out
     )
     init = (str(bundle), opts.backend, opts.engines_dir, sim_cfg, str(out))
-    records: list[dict[str, Any]] = []
     bar = tqdm(total=len(tasks), desc="closed loop", unit="ep", disable=not opts.progress)
+    # in this process the caller's logging comes back afterwards; workers stay quiet for life
+    in_process = n_workers == 1 and opts.ray is None
     try:
-        if n_workers == 1:
-            with _quiet_logs():  # in this process: the caller's logging comes back afterwards
-                _init_worker(*init)
-                for task in tasks:
-                    records += _work(task)
-                    bar.update()
-        else:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(n_workers, _pool_worker, init) as pool:
-                for recs in pool.imap(_work, tasks, chunksize=1):
-                    records += recs
-                    bar.update()
+        with _quiet_logs() if in_process else contextlib.nullcontext():
+            per_task = run_tasks(
+                _init_worker if in_process else _pool_worker,
+                init,
+                _work,
+                tasks,
+                workers=n_workers,
+                ray_address=opts.ray,
+                on_result=lambda _: bar.update(),
+            )
     finally:
         bar.close()
+    records: list[dict[str, Any]] = [rec for recs in per_task for rec in recs]
     sim_seconds = time.perf_counter() - t0
     DatasetWriter(out / "dataset").finalize()
 
@@ -328,6 +329,7 @@ def run_policy_evaluation(
         "seconds": time.perf_counter() - t0,
         "closed_loop_seconds": sim_seconds,
         "workers": n_workers,
+        "ray": opts.ray,
         "fps": float(sim_cfg.fps),
         "episode_length": int(sim_cfg.episode_length),
         "slow_threshold": probe.slow_threshold,

@@ -258,6 +258,9 @@ class Gate:
 
     def __init__(self, config: GateConfig) -> None:
         self.config = config
+        #: log cause transitions (off for replay's shadow session, whose gate sees dummy
+        #: assessments: its log lines would only repeat or contradict the real gate's)
+        self.log_transitions = True
         self._lock = threading.RLock()
         self._enabled = bool(config.enabled)
         self._now: float | None = None
@@ -622,7 +625,8 @@ class Gate:
             details = {r.value: d for r, d in active.items()}
             effective = Decision.PROCEED if self.config.shadow else decision
 
-        self._log_transitions(active, decision)
+        if self.log_transitions:
+            self._log_transitions(active, decision)
         if decision is not self._status.decision or self._since is None:
             if decision is not self._status.decision:
                 self._count("transitions")

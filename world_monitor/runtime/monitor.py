@@ -32,6 +32,7 @@ import numpy as np
 from world_monitor.data.normalize import frames_to_float
 from world_monitor.runtime.colour import ColourError, ColourModel
 from world_monitor.runtime.inputs import ActionRange
+from world_monitor.runtime.model_pass import ModelPass, PassPrefetcher
 from world_monitor.runtime.motion import MotionHistory
 from world_monitor.runtime.risk import (
     INPUT_SIGNALS,
@@ -193,6 +194,7 @@ class Monitor:
         #: the bundle's training action range (margin included): assess() refuses chunks
         #: outside it and MonitorSession rejects them as inputs (``action_out_of_range``)
         self.action_range = action_range
+        self._prefetcher: PassPrefetcher | None = None
         if action_range is not None and action_range.dim != self.action_dim:
             raise MonitorError(
                 f"action_range has {action_range.dim} dims but action_dim is {self.action_dim}"
@@ -390,13 +392,47 @@ class Monitor:
         as baselines) the history is untouched. ``recon_z`` needs calibrated cell statistics.
         """
         self._check(frames, action_chunk)
+        seed = self.seed if seed is None else int(seed)
+        mp = None
+        if self._prefetcher is not None:
+            mp = self._prefetcher.take(frames, action_chunk, context_actions, seed)
+        if mp is None:
+            mp = self.model_pass(frames, action_chunk, context_actions, seed)
+        t1 = time.perf_counter()
+        scores = dict(mp.scores)
+        if stamp is not None:
+            motion = self.motion.observe(stamp, mp.context_latents, mp.latents, mp.confidence)
+            if motion is not None:
+                scores["motion"] = motion
+            check = self.motion.selfcheck()
+            if check is not None:
+                scores["selfcheck"] = check
+        latency = dict(mp.latency_ms)
+        latency["signals"] = latency.get("signals", 0.0) + (time.perf_counter() - t1) * 1e3
+        return RawDecision(
+            latents=mp.latents,
+            confidence=mp.confidence,
+            context_latents=mp.context_latents,
+            scores=scores,
+            recon_cells=mp.recon_cells,
+            colour_cells=mp.colour_cells,
+            latency_ms=latency,
+        )
+
+    def model_pass(
+        self,
+        frames: np.ndarray,
+        action_chunk: np.ndarray,
+        context_actions: np.ndarray | None,
+        seed: int,
+    ) -> ModelPass:
+        """The stateless part of a decision (no history read or written): safe to run ahead
+        of time and on several threads when :attr:`can_prefetch` (:mod:`.model_pass`)."""
         t0 = time.perf_counter()
         x = np.ascontiguousarray(frames_to_float(frames).transpose(0, 3, 1, 2))
         ctx = self.backend.encode(x)
         t1 = time.perf_counter()
-        result = self.rollout.rollout_latents(
-            ctx, action_chunk, context_actions, seed=self.seed if seed is None else seed
-        )
+        result = self.rollout.rollout_latents(ctx, action_chunk, context_actions, seed=seed)
         confidence = result.confidence
         if self.recalibration is not None:
             confidence = self.recalibration.apply(confidence, self.risk_config.epsilon)
@@ -411,18 +447,11 @@ class Monitor:
         colour_cells = None
         if self.colour_model is not None:
             scores["colour"], colour_cells = self.colour_model.measure(frames[-1])
-        if stamp is not None:
-            motion = self.motion.observe(stamp, ctx, result.latents, confidence)
-            if motion is not None:
-                scores["motion"] = motion
-            check = self.motion.selfcheck()
-            if check is not None:
-                scores["selfcheck"] = check
         t3 = time.perf_counter()
-        return RawDecision(
+        return ModelPass(
+            context_latents=ctx,
             latents=result.latents,
             confidence=confidence,
-            context_latents=ctx,
             scores=scores,
             recon_cells=cells,
             colour_cells=colour_cells,
@@ -432,6 +461,54 @@ class Monitor:
                 "signals": (t3 - t2) * 1e3,
             },
         )
+
+    # ------------------------------------------------------------------ prefetch
+    @property
+    def can_prefetch(self) -> bool:
+        """Whether model passes may run concurrently: the backend's sessions take concurrent
+        calls (onnxruntime, torch; not one TensorRT execution context) and the rollout keeps
+        no per-call state (the deterministic predictor; the DDIM loop shares a scheduler)."""
+        return bool(getattr(self.backend, "concurrent_runs", False)) and (
+            getattr(self.rollout, "mode", "") == "deterministic"
+        )
+
+    def start_prefetch(self, threads: int) -> bool:
+        """Compute passes submitted with :meth:`prefetch` on ``threads`` threads; returns False
+        (and stays sequential) when :attr:`can_prefetch` is false or ``threads`` < 1."""
+        self.stop_prefetch()
+        if threads < 1 or not self.can_prefetch:
+            return False
+
+        self._prefetcher = PassPrefetcher(self.model_pass, threads)
+        return True
+
+    def prefetch(
+        self,
+        frames: np.ndarray,
+        action_chunk: np.ndarray,
+        context_actions: np.ndarray | None = None,
+    ) -> None:
+        """Start the model pass a coming decision will need (no-op without a prefetcher or
+        for inputs assess() would refuse)."""
+        if self._prefetcher is None:
+            return
+        try:
+            self._check(frames, action_chunk)
+        except ValueError:
+            return
+        refused = self.action_range is not None and (
+            self.action_range.violation(np.asarray(action_chunk)) is not None
+        )
+        if not refused:
+            self._prefetcher.submit(frames, action_chunk, context_actions, self.seed)
+
+    def prefetch_stats(self) -> dict[str, int] | None:
+        return None if self._prefetcher is None else self._prefetcher.stats()
+
+    def stop_prefetch(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+            self._prefetcher = None
 
     def assess(
         self,

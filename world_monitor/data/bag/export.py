@@ -99,8 +99,14 @@ def export_episode_bag(
     write_meta: bool = True,
     overwrite: bool = False,
     action_field: str = "positions",
+    chunk_every: int | str = 1,
 ) -> Path:
     """Write one episode as a rosbag2 directory at ``path``; returns ``path``.
+
+    ``chunk_every`` is how often an action chunk is published: ``1`` (default) a chunk with
+    every frame (the monitor then decides on every frame), ``N`` every N frames, ``"policy"`` at
+    the episode's own re-plan rate (the simulator records ``replan_every``, 4 by default) -- what
+    a chunking policy's recording looks like, and what the live node decides on.
 
     ``action_field`` is the JointTrajectoryPoint array the chunks are written in (``effort``
     for a torque-driven arm's recording); the others are left empty.
@@ -114,6 +120,7 @@ def export_episode_bag(
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     check_action_field(action_field)
     episode.validate()
+    every = resolve_chunk_every(chunk_every, episode)
     path = Path(path)
     if path.exists():
         if not overwrite:
@@ -145,7 +152,12 @@ def export_episode_bag(
                 text = encode_meta(
                     episode.meta.to_dict(),
                     episode.stamps,
-                    {"joint_names": names, "horizon": horizon, "frame_id": frame_id},
+                    {
+                        "joint_names": names,
+                        "horizon": horizon,
+                        "frame_id": frame_id,
+                        "chunk_every": every,
+                    },
                 )
                 msg = t[STRING](data=text)
                 writer.write(c_meta, stamps_ns[0], store.serialize_cdr(msg, STRING))
@@ -182,6 +194,8 @@ def export_episode_bag(
                         data=mask.reshape(-1),
                     )
                     writer.write(c_mask, stamps_ns[i], store.serialize_cdr(mmsg, IMAGE))
+                if i % every:
+                    continue
                 jmsg = trajectory_msg(
                     store,
                     header,
@@ -199,6 +213,22 @@ def export_episode_bag(
         raise BagError(path, f"writing failed: {type(exc).__name__}: {exc}") from exc
     _rename_storage(tmp, path)
     return path
+
+
+def resolve_chunk_every(chunk_every: int | str, episode: Episode) -> int:
+    """``chunk_every`` as frames: ``"policy"`` -> the episode's recorded ``replan_every``
+    (1 when it has none); an int must be >= 1."""
+    if chunk_every == "policy":
+        return max(1, int(episode.meta.extra.get("replan_every", 1) or 1))
+    try:
+        every = int(chunk_every)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"chunk_every: expected an int >= 1 or 'policy', got {chunk_every!r}"
+        ) from None
+    if every < 1:
+        raise ValueError(f"chunk_every must be >= 1, got {every}")
+    return every
 
 
 def trajectory_msg(

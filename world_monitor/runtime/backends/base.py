@@ -131,6 +131,9 @@ class InferenceBackend(ABC):
     name: str = "abstract"
     device: str = "cpu"
     precision: str = "fp32"
+    #: whether :meth:`run` may be called from several threads at once (offline replay computes
+    #: coming decisions' model passes on spare cores only then: :mod:`..model_pass`)
+    concurrent_runs: bool = False
 
     def __init__(self, meta: ModelMeta) -> None:
         self.meta = meta

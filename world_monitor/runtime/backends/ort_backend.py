@@ -76,6 +76,8 @@ class OrtBackend(InferenceBackend):
     """One ``InferenceSession`` per exported graph of ``onnx_dir``."""
 
     name = "onnxruntime"
+    #: InferenceSession.run is thread-safe (onnxruntime's documented guarantee)
+    concurrent_runs = True
 
     def __init__(
         self,
