@@ -243,3 +243,29 @@ def test_camera_faults_benchmark(
     assert set(doc["faults"]) == {"smudge_6pct", "frozen"} and doc["peers"] is not None
     # the smudge's ground truth is its mask: the localisation is scored against it
     assert doc["faults"]["smudge_6pct"]["metrics"]["localisation"]["n_with_true_box"] >= 1
+
+
+def test_fleet_benchmark(
+    world: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """benchmarks/fleet.py on the tiny bundle: process pool and a local Ray cluster at 1 and 2
+    workers; every run's merged summaries equal the single-process run's."""
+    data, bundle, engines = world
+    fleet = load_benchmark("fleet")
+    argv = ["--bundle", str(bundle), "--data", str(data), "--episodes", "3"]
+    assert fleet.main([*argv, "--engines-dir", str(engines), "--workers", "1,2"]) == 0
+    out = capsys.readouterr().out
+    for header in ("# command:", "# host:", "# load average", "# ray ", "# local Ray cluster"):
+        assert header in out, header
+    rows = table_rows(out, "| how |")
+    assert [(r[0], r[1]) for r in rows] == [
+        ("in this process (reference)", "1"),
+        ("process pool", "1"),
+        ("process pool", "2"),
+        ("Ray (local cluster)", "1"),
+        ("Ray (local cluster)", "2"),
+    ]
+    for row in rows:
+        assert _finite(row[2]) > 0 and _finite(row[5]) >= 0
+        assert row[8] in ("reference", "yes")
+    assert "# merged results equal the single-process run: yes" in out

@@ -204,3 +204,49 @@ def test_policy_evaluation_user_errors(tmp_path: Path, capsys: pytest.CaptureFix
     (out / "keep.txt").write_text("x")
     assert main(["demo", "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_replay_many_bags_writes_one_output_each_and_a_fleet_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from world_monitor.data.bag import export_episode_bag
+    from world_monitor.sim import simulate_episode
+
+    bags = [
+        export_episode_bag(
+            simulate_episode(scenario, seed), tmp_path / "bags" / scenario, chunk_every="policy"
+        )
+        for scenario, seed in (("in_distribution", 3_000_020), ("lighting", 4_000_020))
+    ]
+    out = tmp_path / "out"
+    argv = ["replay", *map(str, bags), "--out", str(out), "--no-progress", "--threads", "2"]
+    assert main([*argv, "--backend", "onnxruntime"]) == 0
+    printed = capsys.readouterr().out
+    assert "replayed 2 of 2 bags on 1 process(es)" in printed
+    doc = json.loads((out / "fleet.json").read_text())
+    assert [Path(r["bag"]).name for r in doc["bags"]] == ["in_distribution", "lighting"]
+    for row in doc["bags"]:
+        assert (Path(row["out"]) / "summary.json").is_file() and row["accounted"]
+    assert doc["totals"]["decisions"] == sum(r["decisions"] for r in doc["bags"]) > 0
+    # a bag that is not there: one line, exit 2, nothing replayed
+    assert main(["replay", str(bags[0]), str(tmp_path / "nope"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no such bag" in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_bag_chunk_every_policy_publishes_at_the_re_plan_rate(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bags = tmp_path / "bags"
+    argv = ["export-bag", str(tiny_dataset), str(bags), "--limit", "1", "--no-progress"]
+    assert main([*argv, "--chunk-every", "3"]) == 0
+    bag = next(p for p in bags.iterdir() if p.is_dir())
+    capsys.readouterr()
+    assert main(["inspect", str(bag), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    length = EpisodeDataset(tiny_dataset)[0].length
+    assert report["topics"]["/policy/action_chunk"]["messages"] == -(-length // 3)
+    assert report["topics"]["/camera/image_raw"]["messages"] == length
+    with pytest.raises(SystemExit) as bad:
+        main([*argv, "--chunk-every", "0"])
+    assert bad.value.code == 2

@@ -72,7 +72,13 @@ def _setup(
 ) -> None:
     """Per worker: load the monitor once (or take the given one, in this process)."""
     if monitor is None:
+        import torch
+
         from world_monitor.runtime.monitor import load_monitor
+
+        # a worker process shares the cores with its siblings: torch's small ops (the
+        # rollout's sigmoid, action layout) on one thread, as evaluate-policy's workers
+        torch.set_num_threads(1)
 
         monitor = load_monitor(bundle, backend, engines_dir=engines_dir)  # type: ignore[arg-type]
     _WORKER.update(monitor=monitor, threads=int(threads), options=dict(options))
