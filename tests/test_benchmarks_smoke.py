@@ -269,3 +269,22 @@ def test_fleet_benchmark(
         assert _finite(row[2]) > 0 and _finite(row[5]) >= 0
         assert row[8] in ("reference", "yes")
     assert "# merged results equal the single-process run: yes" in out
+
+
+def test_train_ddp_benchmark(
+    world: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """benchmarks/train_ddp.py on the tiny dataset and model: one process, then two torchrun
+    processes (gloo on loopback), each row with finite windows/s and the ratio to the first."""
+    data, _, _ = world
+    bench = load_benchmark("train_ddp")
+    argv = ["--data", str(data), "--steps", "4", "--batch", "4", "--processes", "1,2"]
+    assert bench.main([*argv, *TINY_OVERRIDES]) == 0
+    out = capsys.readouterr().out
+    for header in ("# command:", "# host:", "# load average", "# torch "):
+        assert header in out, header
+    rows = table_rows(out, "| processes |")
+    assert [r[0] for r in rows] == ["1", "2"]
+    assert _finite(rows[0][3]) == 1.0
+    for row in rows:
+        assert _finite(row[2]) > 0 and _finite(row[6]) > 0

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -276,7 +277,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     flags = ["--data", str(data), "--out", str(run_dir)]
     command = shlex.join(["world-monitor", "train", *flags, *args.overrides])
+    from world_monitor.training.distributed import launch_torchrun, under_torchrun
+
+    if str(cfg.train.get("distributed", "none")) == "ddp" and not under_torchrun():
+        # re-launch as N local torchrun ranks (loopback rendezvous); rank 0 prints the result
+        argv = ["train", *flags, *(["--no-progress"] if args.no_progress else []), *args.overrides]
+        return launch_torchrun(int(cfg.train.get("processes", 2)), argv)
     result = train(cfg, run_dir, data_root=data, command=command, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(f"run dir: {result.run_dir}")
     print(f"bundle:  {result.bundle}")
     print("elapsed: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from world_monitor.training.checkpoint import (
     step_generator,
 )
 from world_monitor.training.common import MetricsLog, TrainingError, lr_at, set_lr
+from world_monitor.training.distributed import DistInfo, JointNets
 from world_monitor.training.latent_cache import LatentSplit
 from world_monitor.training.losses import (
     C3LossOutput,
@@ -117,33 +119,47 @@ def dynamics_loss(
     cfg: DynamicsTrainConfig,
     sampler: EpsilonSampler,
     g: torch.Generator,
+    *,
+    rows: slice | None = None,
+    nets: Callable[[Callable[[Any, Any], C3LossOutput]], C3LossOutput] | None = None,
 ) -> C3LossOutput:
-    """The joint loss of one batch of windows ``latents [B, k+H, C, h, w]``, ``actions [B, k+H, A]``."""
+    """The joint loss of one batch of windows ``latents [B, k+H, C, h, w]``, ``actions [B, k+H, A]``.
+
+    Every random draw is made for the whole batch first, in the single-process order; ``rows``
+    then keeps this process's slice of it (DDP: :mod:`~world_monitor.training.distributed`),
+    so the ranks together compute exactly the single-process batch. ``nets(fn)`` runs
+    ``fn(dynamics, probe)`` (through the DDP wrapper); default: the model's own nets.
+    """
     mc = model.config
     k = mc.context_length
     b, f = latents.shape[:2]
     dev = latents.device
+    keep = slice(None) if rows is None else rows
     # random draws on the CPU generator, then moved: identical batches on CPU and GPU
-    valid = _action_valid(b, f, k, cfg.context_action_dropout, g).to(dev)
-    eps = sampler.sample(b, f, generator=g).to(dev)
+    valid = _action_valid(b, f, k, cfg.context_action_dropout, g).to(dev)[keep]
+    eps = sampler.sample(b, f, generator=g).to(dev)[keep]
+    run = nets if nets is not None else (lambda fn: fn(model.dynamics, model.probe))
     if mc.variant == "deterministic":
-        future, hidden, cond = model.dynamics(latents[:, :k], actions, valid)
-        logits = model.probe(hidden, cond, eps if model.probe.needs_epsilon else None)[:, k:]
-        if not model.probe.needs_epsilon:
-            eps = torch.full_like(eps, model.probe.config.fixed_epsilon)
-        return c3_loss(
-            future, latents[:, k:], logits, eps[:, k:], lam=cfg.lam, probe_loss=cfg.probe_loss
-        )  # type: ignore[arg-type]
+        lat, act = latents[keep], actions[keep]
+
+        def deterministic(dynamics: Any, probe: Any) -> C3LossOutput:
+            e = eps
+            future, hidden, cond = dynamics(lat[:, :k], act, valid)
+            logits = probe(hidden, cond, e if probe.needs_epsilon else None)[:, k:]
+            if not probe.needs_epsilon:
+                e = torch.full_like(e, probe.config.fixed_epsilon)
+            return c3_loss(
+                future, lat[:, k:], logits, e[:, k:], lam=cfg.lam, probe_loss=cfg.probe_loss
+            )  # type: ignore[arg-type]
+
+        return run(deterministic)
     dyn = model.dynamics
     n_train = mc.dynamics.num_train_timesteps
     t = sample_diffusion_forcing_timesteps(b, f, n_train, num_clean_context=k, generator=g)
-    noise = torch.randn(latents.shape, generator=g).to(dev)
-    t = t.to(dev)
-    noisy, v_target = dyn.training_targets(latents, noise, t)  # type: ignore[operator]
-    v, hidden, cond = dyn(noisy, t, actions, valid)
-    if not model.probe.needs_epsilon:
-        eps = torch.full_like(eps, model.probe.config.fixed_epsilon)
-    logits = model.probe(hidden, cond, eps if model.probe.needs_epsilon else None)
+    noise = torch.randn(latents.shape, generator=g).to(dev)[keep]
+    t = t.to(dev)[keep]
+    lat, act = latents[keep], actions[keep]
+    noisy, v_target = dyn.training_targets(lat, noise, t)  # type: ignore[operator]
     rescale: dict[str, torch.Tensor] = {}
     if cfg.ddim_rescale:
         rescale = {
@@ -151,16 +167,26 @@ def dynamics_loss(
             "timesteps": t,
             "prev_timesteps": previous_timestep(t, n_train, mc.rollout.num_inference_steps),
         }
-    return c3_loss(
-        v,
-        v_target,
-        logits,
-        eps,
-        loss_mask=context_loss_mask(b, f, k, device=dev),
-        lam=cfg.lam,
-        probe_loss=cfg.probe_loss,  # type: ignore[arg-type]
-        **rescale,
-    )
+    mask = context_loss_mask(lat.shape[0], f, k, device=dev)
+
+    def diffusion(dynamics: Any, probe: Any) -> C3LossOutput:
+        e = eps
+        v, hidden, cond = dynamics(noisy, t, act, valid)
+        if not probe.needs_epsilon:
+            e = torch.full_like(e, probe.config.fixed_epsilon)
+        logits = probe(hidden, cond, e if probe.needs_epsilon else None)
+        return c3_loss(
+            v,
+            v_target,
+            logits,
+            e,
+            loss_mask=mask,
+            lam=cfg.lam,
+            probe_loss=cfg.probe_loss,  # type: ignore[arg-type]
+            **rescale,
+        )
+
+    return run(diffusion)
 
 
 def _device(model: WorldModel) -> torch.device:
@@ -217,12 +243,15 @@ def train_dynamics(
     metrics: MetricsLog,
     progress: bool = True,
     stop_at: int | None = None,
+    dist: DistInfo | None = None,
 ) -> dict[str, float]:
     """Train ``model.dynamics`` and ``model.probe`` in place (the VAE is frozen); resumable.
 
     ``stop_at`` ends the loop early at that step (after checkpointing), as if interrupted: used
-    by the resume test and for quick throughput measurements.
+    by the resume test and for quick throughput measurements. ``dist``: this process's DDP rank
+    (:mod:`~world_monitor.training.distributed`; rank 0 logs, validates and checkpoints).
     """
+    dist = dist or DistInfo()
     length = model.config.context_length + model.config.horizon
     starts = train.window_starts(length)
     if len(starts) == 0:
@@ -233,6 +262,12 @@ def train_dynamics(
     device = _device(model)
     params = list(model.dynamics.parameters()) + list(model.probe.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rows = dist.rows(cfg.batch_size) if dist.active else None
+    nets = None
+    if dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        nets = DistributedDataParallel(JointNets(model.dynamics, model.probe))
     modules = {"dynamics": model.dynamics, "probe": model.probe}
     start = 0
     last = latest_checkpoint(ckpt_dir)
@@ -258,7 +293,7 @@ def train_dynamics(
         set_lr(opt, lr_at(step, base=cfg.lr, warmup=cfg.warmup, total=cfg.steps))
         g = step_generator(seed, step, 3)
         lat, act = _sample_batch(train, starts, length, cfg.batch_size, g, device)
-        out = dynamics_loss(model, lat, act, cfg, sampler, g)
+        out = dynamics_loss(model, lat, act, cfg, sampler, g, rows=rows, nets=nets)
         opt.zero_grad(set_to_none=True)
         out.total.backward()
         if cfg.grad_clip > 0:
@@ -268,11 +303,11 @@ def train_dynamics(
         done = step + 1
         if done % cfg.log_every == 0 or done == end:
             rate = windows / max(time.perf_counter() - t0, 1e-9)
-            row = {
-                "loss": out.total.item(),
-                "mse": out.mse_v.item(),
-                "probe": out.probe.item(),
-                "label_rate": out.label_rate,
+            row = {  # the global batch's (the mean over the ranks' equal slices)
+                "loss": dist.mean(out.total.item()),
+                "mse": dist.mean(out.mse_v.item()),
+                "probe": dist.mean(out.probe.item()),
+                "label_rate": dist.mean(out.label_rate),
                 "windows_per_s": rate,
                 "lr": opt.param_groups[0]["lr"],
             }
@@ -281,14 +316,16 @@ def train_dynamics(
                 loss=f"{row['loss']:.4f}", mse=f"{row['mse']:.4f}", bce=f"{row['probe']:.3f}"
             )
             result.update(loss=row["loss"], windows_per_s=rate)
-        if val is not None and (done % cfg.val_every == 0 or done == cfg.steps):
+        if dist.is_main and val is not None and (done % cfg.val_every == 0 or done == cfg.steps):
             v = _validate(model, val, cfg, sampler, seed)
             if v:
                 metrics.write("dynamics", done, v)
                 logger.info("dynamics step %d: %s", done, {k: round(x, 4) for k, x in v.items()})
                 result.update(v)
         if done % cfg.ckpt_every == 0 or done == end:
-            save_checkpoint(ckpt_dir, done, modules, {"dynamics": opt}, stage="dynamics")
+            if dist.is_main:
+                save_checkpoint(ckpt_dir, done, modules, {"dynamics": opt}, stage="dynamics")
+            dist.barrier()  # a resumed run finds the same checkpoint on every rank
     result["end_step"] = float(end)
     model.eval()
     return result

@@ -38,6 +38,7 @@ from world_monitor.data.dataset import EpisodeDataset
 from world_monitor.data.normalize import ActionNormalizer
 from world_monitor.models.world_model import WorldModel, WorldModelConfig
 from world_monitor.training.common import MetricsLog, Stopwatch, TrainingError
+from world_monitor.training.distributed import init_distributed
 from world_monitor.training.dynamics_trainer import DynamicsTrainConfig, train_dynamics
 from world_monitor.training.eps_grid import DEFAULT_QUANTILES, data_eps_grid
 from world_monitor.training.latent_cache import compute_latent_stats, ensure_latent_cache
@@ -142,12 +143,21 @@ def train(
     run.mkdir(parents=True, exist_ok=True)
     tcfg = _plain(cfg.train)
     seed = int(cfg.seed)
-    torch.set_num_threads(int(tcfg.get("num_threads", 2)))
+    device = torch.device(str(tcfg.get("device", "cpu")))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(
+            "train.device=cuda but no CUDA device is available (use train.device=cpu)"
+        )
+    dist = init_distributed(str(tcfg.get("distributed", "none")), device)
+    # num_threads is the machine's budget: DDP processes share it
+    torch.set_num_threads(max(1, int(tcfg.get("num_threads", 2)) // dist.world))
     seed_everything(seed)
     root = Path(data_root or cfg.data.root)
-    (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
-    (run / "command.txt").write_text(command + "\n", encoding="utf-8")
-    metrics = MetricsLog(run / "metrics.jsonl")
+    if dist.is_main:
+        (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+        (run / "command.txt").write_text(command + "\n", encoding="utf-8")
+    metrics = MetricsLog(run / "metrics.jsonl" if dist.is_main else None)
+    progress = progress and dist.is_main
 
     ds = EpisodeDataset(root)
     image_size, action_dim = dataset_geometry(ds)
@@ -164,13 +174,9 @@ def train(
     normalizer = ActionNormalizer.from_dataset(
         ds, split="train", mode=str(tcfg.get("action_norm", "standard"))
     )
-    normalizer.save(run / "action_normalizer.json")
+    if dist.is_main:
+        normalizer.save(run / "action_normalizer.json")
     model = WorldModel(mcfg, normalizer)
-    device = torch.device(str(tcfg.get("device", "cpu")))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(
-            "train.device=cuda but no CUDA device is available (use train.device=cpu)"
-        )
     model.to(device)
     logger.info(
         "train: data %s (%d episodes, %dx%d, action dim %d), variant %s, k=%d, H=%d, latent %s, run dir %s",
@@ -187,16 +193,25 @@ def train(
     )
     out_metrics: dict[str, Any] = {}
 
+    # the VAE and the latent cache are rank 0's; the other ranks read what it wrote
     t0 = time.perf_counter()
+    if not dist.is_main:
+        dist.barrier()
     out_metrics["vae"] = _vae_stage(model, ds, tcfg, run, seed, metrics, progress)
     model.vae.requires_grad_(False)
     watch.record("vae", t0)
 
     t0 = time.perf_counter()
     splits = [s for s in tcfg.get("latents", {}).get("splits", ["train", "val"])]
-    cache = ensure_latent_cache(
-        run / "latents", model.vae, normalizer, ds, splits, progress=progress
-    )
+    if dist.is_main:
+        cache = ensure_latent_cache(
+            run / "latents", model.vae, normalizer, ds, splits, progress=progress
+        )
+        dist.barrier()
+    else:
+        cache = ensure_latent_cache(
+            run / "latents", model.vae, normalizer, ds, splits, progress=False
+        )
     watch.record("latents", t0)
 
     eps_cfg = dict(tcfg["dynamics"].get("eps") or {})
@@ -229,11 +244,15 @@ def train(
         metrics=metrics,
         progress=progress,
         stop_at=stop_dynamics_at,
+        dist=dist,
     )
     watch.record("dynamics", t0)
 
     bundle = None
-    if stop_dynamics_at is None or stop_dynamics_at >= int(tcfg["dynamics"]["steps"]):
+    finished = stop_dynamics_at is None or stop_dynamics_at >= int(tcfg["dynamics"]["steps"])
+    if finished and not dist.is_main:
+        bundle = run / "bundle"
+    elif finished:
         t0 = time.perf_counter()
         extra = {
             "train": tcfg,
@@ -258,7 +277,10 @@ def train(
         "metrics": out_metrics,
         "bundle": str(bundle) if bundle else None,
     }
-    (run / "summary.json").write_text(
-        json.dumps(summary, indent=1, default=float), encoding="utf-8"
-    )
+    if dist.is_main:
+        (run / "summary.json").write_text(
+            json.dumps(summary, indent=1, default=float), encoding="utf-8"
+        )
+    dist.barrier()  # the bundle is written before any rank returns
+    dist.shutdown()
     return TrainResult(run_dir=run, bundle=bundle, timings=timings, metrics=out_metrics)
